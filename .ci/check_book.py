@@ -17,10 +17,15 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"
-# (page, text that must appear in the rendered page)
+# (page, texts that must all appear in the rendered page)
 RENDER_CHECKS = [
-    ("book/intro", "How Transformer LLMs Work"),
-    ("notebooks/01_bag_of_words", "Bag of words"),
+    ("book/intro", ["How Transformer LLMs Work"]),
+    ("notebooks/01_bag_of_words", ["Bag of words"]),
+    # The colored tokens render as HTML spans (not as escaped text or ANSI codes).
+    (
+        "notebooks/05_tokenizers",
+        ["gpt-2: 48 tokens, vocabulary 50,257", "background:#fde2a7", "Qwen2: byte-level BPE"],
+    ),
 ]
 CHROMIUM_FLAGS = [
     "--headless",
@@ -67,7 +72,7 @@ def main() -> int:
     else:
         shots = ROOT / "_build" / "screenshots"
         shots.mkdir(parents=True, exist_ok=True)
-        for page, text in RENDER_CHECKS:
+        for page, texts in RENDER_CHECKS:
             url = (HTML / f"{page}.html").as_uri()
             png = shots / (page.replace("/", "_") + ".png")
             chromium(f"--screenshot={png}", "--window-size=1280,1600", url)
@@ -80,8 +85,9 @@ def main() -> int:
             print(f"{page}: screenshot {pixels.shape[1]}x{pixels.shape[0]}, {inked:.1%} inked")
             if inked < 0.02:
                 errors.append(f"{page}: the screenshot is blank ({inked:.1%} non-white pixels)")
-            if text not in dom:
-                errors.append(f"{page}: {text!r} is not in the rendered page")
+            for text in texts:
+                if text not in dom:
+                    errors.append(f"{page}: {text!r} is not in the rendered page")
     for e in errors:
         print("error:", e, file=sys.stderr)
     print(f"{len(toc_files())} toc pages checked, {len(errors)} problems")
