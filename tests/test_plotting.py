@@ -8,7 +8,7 @@ import pytest
 import torch
 from sklearn.feature_extraction.text import CountVectorizer
 
-from tutorial_lib.plotting import heatmap, top_k_bar
+from tutorial_lib.plotting import grouped_bar, heatmap, top_k_bar
 
 # A non-square matrix, so a transposed drawing cannot pass for a correct one.
 MATRIX = np.array([[0.0, 1.5, 2.0], [3.0, 4.0, 12.0]])  # (2 rows, 3 cols)
@@ -242,3 +242,92 @@ def test_top_k_bar_rejects_labels_of_another_length():
 def test_top_k_bar_rejects_scores_that_are_not_1d():
     with pytest.raises(ValueError, match=r"scores must be 1-D, got shape \(1, 5\)"):
         top_k_bar(WORDS, [SCORES])
+
+
+# --------------------------------------------------------------------------------------
+# grouped_bar
+# --------------------------------------------------------------------------------------
+
+TOKENS = ["·Paris", "·the", "·London", "·Le"]
+SERIES = {
+    "T = 0.5": [0.90, 0.06, 0.03, 0.01],
+    "T = 1": [0.70, 0.15, 0.10, 0.05],
+    "T = 2": [0.40, 0.25, 0.20, 0.15],
+}
+
+
+def test_grouped_bar_draws_one_bar_per_label_for_each_series_in_order():
+    ax = grouped_bar(TOKENS, SERIES)
+    assert len(ax.containers) == 3
+    for container, scores in zip(ax.containers, SERIES.values(), strict=True):
+        np.testing.assert_allclose([bar.get_height() for bar in container], scores)
+
+
+def test_grouped_bar_places_each_group_on_its_label():
+    ax = grouped_bar(TOKENS, SERIES)
+    assert tick_texts(ax.get_xticklabels()) == TOKENS
+    np.testing.assert_array_equal(ax.get_xticks(), [0, 1, 2, 3])
+    centres = np.array(
+        [[bar.get_x() + bar.get_width() / 2 for bar in container] for container in ax.containers]
+    )  # (series, labels)
+    # Within each group the series go left to right, centred on the label's tick.
+    assert (np.diff(centres, axis=0) > 0).all()
+    np.testing.assert_allclose(centres.mean(axis=0), [0, 1, 2, 3], atol=1e-12)
+    # Bars of neighbouring groups do not overlap.
+    right_edge_of_group = centres[-1, :-1] + ax.containers[-1][0].get_width() / 2
+    left_edge_of_next = centres[0, 1:] - ax.containers[0][0].get_width() / 2
+    assert (right_edge_of_group < left_edge_of_next).all()
+
+
+def test_grouped_bar_legend_names_the_series_in_order():
+    ax = grouped_bar(TOKENS, SERIES)
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == list(SERIES)
+
+
+def test_grouped_bar_gives_each_series_its_own_colour():
+    ax = grouped_bar(TOKENS, SERIES)
+    colours = [container[0].get_facecolor() for container in ax.containers]
+    assert len(set(colours)) == 3
+
+
+def test_grouped_bar_sets_title_and_axis_labels():
+    ax = grouped_bar(TOKENS, SERIES, title="Temperature", xlabel="token", ylabel="probability")
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == (
+        "Temperature", "token", "probability"
+    )
+
+
+def test_grouped_bar_draws_on_the_given_axes_and_accepts_tensors():
+    fig, (left, right) = plt.subplots(1, 2)
+    probs = torch.tensor([0.5, 0.3, 0.2])
+    returned = grouped_bar(["a", "b", "c"], {"before": probs, "after": probs / 2}, ax=right)
+    assert returned is right
+    assert len(left.patches) == 0
+    assert plt.get_fignums() == [fig.number]
+    np.testing.assert_allclose([bar.get_height() for bar in right.containers[1]],
+                               [0.25, 0.15, 0.10], rtol=1e-6)
+
+
+def test_grouped_bar_rejects_a_series_of_another_length():
+    with pytest.raises(ValueError, match=r"series\['T = 2'\] has 3 scores, but there are 4 labels"):
+        grouped_bar(TOKENS, {"T = 1": [0.7, 0.15, 0.1, 0.05], "T = 2": [0.4, 0.3, 0.3]})
+
+
+def test_grouped_bar_rejects_labels_of_another_length():
+    with pytest.raises(ValueError, match="labels has 3 labels, but there are 4 scores"):
+        grouped_bar(TOKENS[:3], SERIES)
+
+
+def test_grouped_bar_rejects_an_empty_mapping():
+    with pytest.raises(ValueError, match="series must hold at least one named series"):
+        grouped_bar(TOKENS, {})
+
+
+def test_grouped_bar_rejects_series_that_is_not_a_mapping():
+    with pytest.raises(TypeError, match="series must be a mapping of name -> scores, got list"):
+        grouped_bar(TOKENS, [[0.1, 0.2, 0.3, 0.4]])
+
+
+def test_grouped_bar_rejects_scores_that_are_not_1d():
+    with pytest.raises(ValueError, match=r"series\['x'\] must be 1-D, got shape \(1, 4\)"):
+        grouped_bar(TOKENS, {"x": [[0.1, 0.2, 0.3, 0.4]]})

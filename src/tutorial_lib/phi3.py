@@ -41,6 +41,7 @@ __all__ = [
     "Phi3RMSNorm",
     "Phi3RotaryEmbedding",
     "apply_rotary_pos_emb",
+    "check_input_ids",
     "longrope_attention_scaling",
     "make_attention_mask",
     "rotate_half",
@@ -88,6 +89,11 @@ class Phi3Config:
         if self.num_key_value_heads is None:
             self.num_key_value_heads = self.num_attention_heads
         if self.head_dim is None:
+            if self.hidden_size % self.num_attention_heads != 0:
+                raise ValueError(
+                    f"hidden_size={self.hidden_size} must be divisible by "
+                    f"num_attention_heads={self.num_attention_heads}, or give head_dim"
+                )
             self.head_dim = self.hidden_size // self.num_attention_heads
         if self.original_max_position_embeddings is None:
             self.original_max_position_embeddings = self.max_position_embeddings
@@ -454,13 +460,17 @@ class Phi3ModelOutput(NamedTuple):
     past_key_values: KVCache | None  # the updated cache, or None without one
 
 
-def _check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+def check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
+    """Raise a clear error unless ``input_ids`` is a non-empty (batch, seq) tensor of token ids."""
     if not isinstance(input_ids, torch.Tensor):
         raise TypeError(
             f"input_ids must be a torch.Tensor of token ids, got {type(input_ids).__name__}"
         )
-    if input_ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-        raise TypeError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    if input_ids.dtype not in (torch.int64, torch.int32):  # what nn.Embedding accepts
+        raise TypeError(
+            f"input_ids must hold integer token ids (torch.long or torch.int), "
+            f"got dtype {input_ids.dtype}"
+        )
     if input_ids.dim() != 2:
         raise ValueError(
             f"input_ids must have shape (batch, seq), got {tuple(input_ids.shape)}; "
@@ -500,7 +510,7 @@ class Phi3Model(nn.Module):
         use_cache: bool = False,
     ) -> Phi3ModelOutput:
         """Run ``input_ids`` (batch, seq) through the decoder; see ``Phi3ForCausalLM.forward``."""
-        _check_input_ids(input_ids, self.config.vocab_size)
+        check_input_ids(input_ids, self.config.vocab_size)
         batch, seq = input_ids.shape
         past_len = past_key_values.length if past_key_values is not None else 0
         if past_len + seq > self.config.max_position_embeddings:
@@ -611,10 +621,12 @@ class Phi3ForCausalLM(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """Where the weights are."""
         return self.lm_head.weight.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The precision of the weights."""
         return self.lm_head.weight.dtype
 
     @classmethod

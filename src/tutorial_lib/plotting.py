@@ -1,21 +1,24 @@
-"""Plotting helpers the chapters share: labelled heatmaps and top-k bar charts.
+"""Plotting helpers the chapters share: labelled heatmaps and bar charts.
 
-Two pictures come back again and again in this book:
+Three pictures come back again and again in this book:
 
 - a matrix whose rows and columns have names: a document-term matrix (documents x words),
   a similarity matrix (sentences x sentences), an attention map (queries x keys);
 - the best few items of a long list of scores: next-token probabilities, the words most
-  similar to a given word.
+  similar to a given word;
+- several lists of scores over the same items, side by side: the probabilities of the same
+  tokens at several temperatures, or before and after a sampling filter.
 
-``heatmap`` draws the first and ``top_k_bar`` the second. Both accept lists, NumPy arrays,
+``heatmap`` draws the first, ``top_k_bar`` the second and ``grouped_bar`` the third. All accept
+lists, NumPy arrays,
 PyTorch tensors and SciPy sparse matrices, draw on the ``ax`` you pass (or on a new figure),
 label everything, and return the ``Axes``, so a notebook can add to the picture before it
-ends the cell with ``plt.show()``. Neither changes matplotlib's global settings.
+ends the cell with ``plt.show()``. None changes matplotlib's global settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Integral
 from typing import Any
 
@@ -24,7 +27,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
 
-__all__ = ["CMAP", "BAR_COLOR", "heatmap", "top_k_bar"]
+__all__ = ["CMAP", "BAR_COLOR", "grouped_bar", "heatmap", "top_k_bar"]
 
 # One look for the whole book.
 CMAP = "Blues"  # sequential colour map: light cells are small values, dark cells large ones
@@ -164,6 +167,66 @@ def top_k_bar(
     ax.set_yticks(range(k), labels=[labels[i] for i in top])
     ax.invert_yaxis()  # bar 0 (the highest score) at the top
     ax.margins(x=0.15)  # room for the values written after the bars
+    _set_text(ax, title, xlabel, ylabel)
+    return ax
+
+
+def grouped_bar(
+    labels: Sequence[str],
+    series: Mapping[str, Any],
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+) -> Axes:
+    """Draw several series of scores over the same labels as groups of side-by-side bars.
+
+    One group per label, one bar per series in each group, and a legend naming the series:
+    for example the probabilities of ten tokens (the labels) at three temperatures (the series).
+
+    Args:
+        labels: one label per group, shown on the x axis.
+        series: series name -> its scores, shape ``(len(labels),)``; drawn left to right in
+            the order given, each in the next colour of matplotlib's colour cycle.
+        ax: the axes to draw on; a new figure sized to the number of bars when ``None``.
+        title, xlabel, ylabel: text for the title and axes.
+
+    Returns:
+        The axes drawn on; ``ax.containers[i]`` holds the bars of the ``i``-th series.
+
+    Raises:
+        TypeError: ``series`` is not a mapping, holds scores that are not numeric, or
+            ``labels`` is a single string.
+        ValueError: ``series`` is empty, or a series is not 1-D, is empty, or has a length
+            other than ``len(labels)``.
+    """
+    if not isinstance(series, Mapping):
+        raise TypeError(
+            f"series must be a mapping of name -> scores, got {type(series).__name__}"
+        )
+    if not series:
+        raise ValueError("series must hold at least one named series, got an empty mapping")
+    values = {name: _as_array(v, f"series[{name!r}]", ndim=1) for name, v in series.items()}
+    n_groups = len(next(iter(values.values())))
+    labels = _as_labels(labels, "labels", n_groups, "scores in each series")
+    for name, v in values.items():
+        if len(v) != n_groups:
+            raise ValueError(
+                f"series[{name!r}] has {len(v)} scores, but there are {n_groups} labels"
+            )
+
+    if ax is None:
+        size = (min(3 + 0.25 * n_groups * len(values), 14), 4)
+        _, ax = plt.subplots(figsize=size, layout="constrained")
+    # Each group is 0.8 wide; its bars sit side by side, centred on the label's tick.
+    width = 0.8 / len(values)
+    for i, (name, v) in enumerate(values.items()):
+        offset = (i - (len(values) - 1) / 2) * width
+        ax.bar(np.arange(n_groups) + offset, v, width=width, label=str(name))
+    ax.set_xticks(range(n_groups), labels=labels, rotation=45, ha="right",
+                  rotation_mode="anchor")
+    ax.legend()
     _set_text(ax, title, xlabel, ylabel)
     return ax
 

@@ -1,0 +1,300 @@
+"""Sampling and the generation loop (``tutorial_lib.generation``), on a tiny random model.
+
+The logits processors are compared with transformers' own warpers on the same random logits;
+the loop is checked for greedy decoding, seeded sampling, streaming, stopping and bad input.
+"""
+
+import math
+
+import pytest
+import torch
+from transformers import Phi3Config as HFPhi3Config
+from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
+from transformers import (
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from tutorial_lib.generation import (
+    apply_temperature,
+    generate,
+    process_logits,
+    sample_next_token,
+    stream,
+    top_k_filter,
+    top_p_filter,
+)
+from tutorial_lib.phi3 import Phi3ForCausalLM
+
+VOCAB = 64
+CONTEXT = 48
+
+
+@pytest.fixture(scope="module")
+def model() -> Phi3ForCausalLM:
+    """A tiny Phi-3 with random weights (from transformers, through our loader)."""
+    torch.manual_seed(0)
+    config = HFPhi3Config(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=CONTEXT,
+        initializer_range=0.2,
+        bos_token_id=1,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
+    return Phi3ForCausalLM.from_hf(HFPhi3ForCausalLM(config).eval())
+
+
+def prompt(batch: int = 1, seq: int = 6, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(3, VOCAB, (batch, seq), generator=g)
+
+
+def random_logits(kind: str) -> torch.Tensor:
+    """(4, 50) logits: continuous, or small integers with many ties (also at the cut-offs)."""
+    g = torch.Generator().manual_seed(7)
+    if kind == "ties":
+        return torch.randint(-2, 3, (4, 50), generator=g).float()
+    return 3 * torch.randn(4, 50, generator=g)
+
+
+# --------------------------------------------------------------------------------------
+# Logits processors against transformers' warpers
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["continuous", "ties"])
+@pytest.mark.parametrize("temperature", [0.3, 1.0, 2.5])
+def test_temperature_equals_transformers(kind, temperature):
+    logits = random_logits(kind)
+    expected = TemperatureLogitsWarper(temperature)(None, logits.clone())
+    torch.testing.assert_close(apply_temperature(logits, temperature), expected, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties"])
+@pytest.mark.parametrize("top_k", [1, 3, 10, 50, 80])
+def test_top_k_equals_transformers(kind, top_k):
+    logits = random_logits(kind)
+    got = top_k_filter(logits, top_k)
+    expected = TopKLogitsWarper(top_k)(None, logits.clone())
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+    # Ties with the k-th best are kept: at least k survive in every row.
+    assert (got.isfinite().sum(-1) >= min(top_k, 50)).all()
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties"])
+@pytest.mark.parametrize("top_p", [0.05, 0.3, 0.5, 0.9, 0.999, 1.0])
+def test_top_p_equals_transformers(kind, top_p):
+    logits = random_logits(kind)
+    got = top_p_filter(logits, top_p)
+    expected = TopPLogitsWarper(top_p)(None, logits.clone())
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+    # The kept tokens hold at least top_p of the probability; a most likely one is always kept.
+    kept_mass = logits.softmax(-1).masked_fill(got.isinf(), 0).sum(-1)
+    assert (kept_mass >= top_p - 1e-6).all()
+    assert torch.equal(got.max(-1).values, logits.max(-1).values)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties"])
+def test_chained_processors_equal_transformers_order(kind):
+    # transformers' generate applies temperature, then top-k, then top-p.
+    logits = random_logits(kind)
+    expected = logits.clone()
+    for warper in (TemperatureLogitsWarper(0.7), TopKLogitsWarper(12), TopPLogitsWarper(0.8)):
+        expected = warper(None, expected)
+    got = process_logits(logits, temperature=0.7, top_k=12, top_p=0.8)
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
+def test_temperature_zero_is_greedy(model):
+    logits = random_logits("continuous")
+    assert sample_next_token(logits, temperature=0.0).tolist() == logits.argmax(-1).tolist()
+    # At temperature 0, top-k and top-p change nothing, and no random number is drawn.
+    ids = prompt()
+    greedy = generate(model, ids, 12)
+    rng_state = torch.get_rng_state()
+    assert generate(model, ids, 12, top_k=3, top_p=0.5).tolist() == greedy.tolist()
+    assert torch.equal(torch.get_rng_state(), rng_state)
+    # ... and greedy is the argmax of the full forward at every step.
+    logits = model(greedy[:, :-1])[0, ids.shape[1] - 1 :]  # (new tokens, vocab)
+    assert greedy[0, ids.shape[1] :].tolist() == logits.argmax(-1).tolist()
+
+
+def test_sampling_stays_inside_the_filtered_set():
+    logits = random_logits("continuous")[:1].expand(2000, -1)  # one distribution, 2000 draws
+    g = torch.Generator().manual_seed(0)
+    tokens = sample_next_token(logits, temperature=1.0, top_k=3, generator=g)
+    assert set(tokens.tolist()) == set(torch.topk(logits[0], 3).indices.tolist())
+
+
+# --------------------------------------------------------------------------------------
+# Seeded sampling
+# --------------------------------------------------------------------------------------
+def test_seeded_sampling_is_reproducible(model):
+    ids = prompt(batch=2)
+    settings = dict(temperature=1.5, top_k=40, top_p=0.95)
+
+    def sample(seed: int) -> list[list[int]]:
+        g = torch.Generator().manual_seed(seed)
+        return generate(model, ids, 20, generator=g, **settings).tolist()
+
+    first = sample(0)
+    torch.manual_seed(123)  # the global RNG plays no part when a generator is given
+    assert sample(0) == first
+    assert sample(1) != first
+    # Sampling really samples: at this temperature it leaves the greedy path.
+    assert first != generate(model, ids, 20).tolist()
+
+
+# --------------------------------------------------------------------------------------
+# The loop: streaming, stopping, caching
+# --------------------------------------------------------------------------------------
+def test_stream_yields_the_tokens_of_generate(model):
+    ids = prompt(batch=2)
+    steps = list(stream(model, ids, 10))
+    assert len(steps) == 10 and all(step.shape == (2,) for step in steps)
+    assert torch.stack(steps, dim=1).tolist() == generate(model, ids, 10)[:, 6:].tolist()
+
+    # Also when sampling with the same seed.
+    def seeded() -> dict:
+        return dict(temperature=1.0, generator=torch.Generator().manual_seed(3))
+
+    sampled = torch.stack(list(stream(model, ids, 10, **seeded())), dim=1)
+    assert sampled.tolist() == generate(model, ids, 10, **seeded())[:, 6:].tolist()
+
+
+def test_stream_yields_before_it_finishes(model):
+    calls = []
+    hook = model.model.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        steps = stream(model, prompt(), 40)
+        assert calls == []  # nothing runs until the first token is asked for
+        first = next(steps)
+        assert first.shape == (1,)
+        assert len(calls) == 1  # one forward pass for one token, not the 40 at once
+        next(steps)
+        assert len(calls) == 2
+        steps.close()
+    finally:
+        hook.remove()
+
+
+def test_eos_stops_generation_and_pads_finished_rows(model):
+    ids = prompt(batch=2)
+    free = generate(model, ids, 12)  # no eos: full length
+    eos = int(free[0, 6 + 3])  # row 0's 4th new token
+    # How many new tokens each row makes up to and including its first eos.
+    ends = [row.index(eos) + 1 if eos in row else 12 for row in free[:, 6:].tolist()]
+    assert ends[0] <= 4
+    stopped = generate(model, ids, 12, eos_token_id=eos)
+    # The batch runs until its last row has ended; ended rows are filled with padding.
+    assert stopped.shape == (2, 6 + max(ends))
+    for row, end in enumerate(ends):
+        assert stopped[row, : 6 + end].tolist() == free[row, : 6 + end].tolist()
+        assert (stopped[row, 6 + end :] == model.config.pad_token_id).all()
+    # Alone, row 0 stops right at its eos; a list of eos ids works the same.
+    assert generate(model, ids[:1], 12, eos_token_id=eos).shape == (1, 6 + ends[0])
+    assert generate(model, ids[:1], 12, eos_token_id=[VOCAB - 1, eos]).shape == (1, 6 + ends[0])
+
+
+def test_generation_with_and_without_cache_agree(model):
+    ids = prompt(batch=3, seq=5, seed=2)
+    assert generate(model, ids, 16).tolist() == generate(model, ids, 16, use_cache=False).tolist()
+
+
+def test_generation_fills_the_context_exactly(model):
+    ids = prompt(seq=CONTEXT - 8)
+    assert generate(model, ids, 8).shape == (1, CONTEXT)
+
+
+# --------------------------------------------------------------------------------------
+# Bad input: a clear error naming the argument, its value and what is allowed
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(temperature=-0.5), r"temperature=-0\.5 must be a number >= 0"),
+        (dict(temperature=math.nan), r"temperature=nan must be a number >= 0"),
+        (dict(temperature="hot"), r"temperature='hot' must be a number >= 0"),
+        (dict(temperature=1.0, top_p=0.0), r"top_p=0\.0 must be in \(0, 1\]"),
+        (dict(temperature=1.0, top_p=1.5), r"top_p=1\.5 must be in \(0, 1\]"),
+        (dict(temperature=1.0, top_p=-0.1), r"top_p=-0\.1 must be in \(0, 1\]"),
+        (dict(temperature=1.0, top_k=0), r"top_k=0 must be None \(no limit\) or an integer >= 1"),
+        (dict(temperature=1.0, top_k=-3), r"top_k=-3 must be None .* an integer >= 1"),
+        (dict(temperature=1.0, top_k=2.5), r"top_k=2\.5 must be None .* an integer >= 1"),
+        (dict(max_new_tokens=0), r"max_new_tokens=0 must be an integer >= 1"),
+    ],
+)
+def test_bad_sampling_settings_raise(model, kwargs, message):
+    kwargs = {"max_new_tokens": 4, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        generate(model, prompt(), **kwargs)
+    with pytest.raises(ValueError, match=message):
+        stream(model, prompt(), **kwargs)  # at once, before the first token is asked for
+
+
+@pytest.mark.parametrize(
+    "fn, args",
+    [
+        (apply_temperature, (-1.0,)),
+        (top_k_filter, (0,)),
+        (top_p_filter, (1.01,)),
+        (process_logits, (1.0, None, 0.0)),
+        (sample_next_token, (-2.0,)),
+    ],
+)
+def test_processors_reject_out_of_range_settings(fn, args):
+    with pytest.raises(ValueError, match=r"must be"):
+        fn(random_logits("continuous"), *args)
+
+
+def test_temperature_zero_cannot_divide():
+    with pytest.raises(ValueError, match=r"temperature=0 means greedy"):
+        apply_temperature(random_logits("continuous"), 0)
+
+
+@pytest.mark.parametrize(
+    "ids, error, message",
+    [
+        (torch.zeros(1, 0, dtype=torch.long), ValueError, r"input_ids is empty \(shape \(1, 0"),
+        (torch.ones(1, 4), TypeError, r"integer token ids .* got dtype torch\.float32"),
+        (torch.ones(1, 4, dtype=torch.bool), TypeError, r"got dtype torch\.bool"),
+        ([[5, 6, 7]], TypeError, r"input_ids must be a torch\.Tensor .* got list"),
+        (torch.tensor([5, 6, 7]), ValueError, r"shape \(batch, seq\), got \(3,\); .*\[None\]"),
+        (torch.tensor([[5, VOCAB]]), ValueError, rf"must be in \[0, {VOCAB}\) .* \[5, {VOCAB}\]"),
+        (torch.tensor([[-1, 5]]), ValueError, r"got values in \[-1, 5\]"),
+    ],
+)
+def test_bad_input_ids_raise(model, ids, error, message):
+    with pytest.raises(error, match=message):
+        generate(model, ids, 4)
+    with pytest.raises(error, match=message):
+        model(ids)
+
+
+def test_prompt_plus_new_tokens_beyond_context_raises(model):
+    ids = prompt(seq=CONTEXT - 3)
+    with pytest.raises(
+        ValueError,
+        match=rf"prompt \({CONTEXT - 3} tokens\) \+ max_new_tokens \(4\) exceeds "
+        rf"the context length of {CONTEXT} tokens",
+    ):
+        generate(model, ids, 4)
+    # The forward pass checks it too, cached tokens included.
+    with pytest.raises(ValueError, match=rf"exceed the context length .*={CONTEXT}"):
+        model(prompt(seq=CONTEXT + 1))
+    out = model(ids, use_cache=True)
+    with pytest.raises(ValueError, match=rf"{CONTEXT - 3} cached \+ 4 new tokens exceed"):
+        model(prompt(seq=4), past_key_values=out.past_key_values)
+
+
+def test_attention_mask_of_wrong_shape_raises(model):
+    ids = prompt(batch=2)
+    with pytest.raises(ValueError, match=r"attention_mask must have the shape of input_ids"):
+        generate(model, ids, 4, attention_mask=torch.ones(2, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"attention_mask must have shape \(batch, cached"):
+        model(ids, attention_mask=torch.ones(1, 6, dtype=torch.long))

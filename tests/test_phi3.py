@@ -1,0 +1,102 @@
+"""The Phi-3 model code itself (``tutorial_lib.phi3``): names, layout and config checks.
+
+Numerical parity with transformers is in ``test_parity.py``.
+"""
+
+import pytest
+import torch
+from transformers import Phi3Config as HFPhi3Config
+from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
+
+from tutorial_lib.loading import config_from_hf
+from tutorial_lib.phi3 import KVCache, Phi3Config, Phi3ForCausalLM
+
+# Phi-3-mini-4k-instruct's sizes (its config.json), with 2 of its 32 layers.
+PHI3_MINI = dict(
+    vocab_size=32064,
+    hidden_size=3072,
+    intermediate_size=8192,
+    num_hidden_layers=2,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    max_position_embeddings=4096,
+    sliding_window=2047,
+)
+
+
+def weight_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(p.shape) for name, p in model.named_parameters()}
+
+
+def test_module_names_and_shapes_are_transformers_phi3s():
+    # Built on the "meta" device: shapes without memory.
+    with torch.device("meta"):
+        hf = HFPhi3ForCausalLM(HFPhi3Config(**PHI3_MINI, pad_token_id=32000))
+        ours = Phi3ForCausalLM(config_from_hf(hf.config))
+    assert weight_shapes(ours) == weight_shapes(hf)
+    # print(model) reads like the course's printout.
+    printed = str(ours)
+    for line in [
+        "(embed_tokens): Embedding(32064, 3072)",
+        "(0-1): 2 x Phi3DecoderLayer(",
+        "(qkv_proj): Linear(in_features=3072, out_features=9216, bias=False)",
+        "(o_proj): Linear(in_features=3072, out_features=3072, bias=False)",
+        "(gate_up_proj): Linear(in_features=3072, out_features=16384, bias=False)",
+        "(down_proj): Linear(in_features=8192, out_features=3072, bias=False)",
+        "(activation_fn): SiLU()",
+        "(input_layernorm): Phi3RMSNorm((3072,), eps=1e-05)",
+        "(lm_head): Linear(in_features=3072, out_features=32064, bias=False)",
+    ]:
+        assert line in printed
+
+
+def test_tied_embeddings_share_one_matrix():
+    config = Phi3Config(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        tie_word_embeddings=True,
+    )
+    model = Phi3ForCausalLM(config)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_key_value_heads=5), r"num_key_value_heads=5 must divide num_attention_heads=32"),
+        (dict(hidden_size=3000), r"hidden_size=3000 must be divisible by num_attention_heads=32"),
+        (dict(rope_type="yarn"), r"rope_type='yarn' is not supported; use 'default' or 'longrope'"),
+        (dict(partial_rotary_factor=0.0), r"partial_rotary_factor=0.0 must be in \(0, 1\]"),
+        (dict(partial_rotary_factor=1.5), r"partial_rotary_factor=1.5 must be in \(0, 1\]"),
+        (
+            dict(rope_type="longrope", short_factor=[1.0] * 48, long_factor=[1.0] * 47),
+            r"needs long_factor with 48 numbers \(one per rotary frequency\)",
+        ),
+        (dict(rope_type="longrope"), r"needs short_factor with 48 numbers .* got None"),
+        (dict(sliding_window=0), r"sliding_window=0 must be None or >= 1"),
+    ],
+)
+def test_bad_config_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Phi3Config(**kwargs)
+
+
+def test_kv_cache_grows_and_keeps_what_it_holds():
+    config = Phi3Config(
+        hidden_size=8, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1
+    )
+    cache = KVCache(config, batch_size=1, max_length=3)
+    written = []
+    for step in range(7):  # past the first capacity of 3 tokens
+        key = torch.full((1, 1, 1, 4), float(step))
+        cache.reserve(1)
+        keys, values = cache.update(0, key, -key)
+        cache.update(1, key, -key)
+        cache.length += 1
+        written.append(float(step))
+        assert keys[0, 0, :, 0].tolist() == written  # (batch, n_kv_heads, length, head_dim)
+        assert values[0, 0, :, 0].tolist() == [-w for w in written]
+    assert cache.capacity >= 7
