@@ -112,7 +112,7 @@ def test_hub_id_loads_what_the_hub_download_returns(monkeypatch, llama_dir):
     expected = LlamaForCausalLM.from_pretrained(llama_dir).eval()
     ids = torch.tensor([[5, 9, 2, 33, 7]])
     with torch.no_grad():
-        torch.testing.assert_close(model(ids), expected(ids).logits, atol=1e-4, rtol=0)
+        torch.testing.assert_close(model(ids).logits, expected(ids).logits, atol=1e-4, rtol=0)
 
 
 # --------------------------------------------------------------------------------------
