@@ -28,7 +28,7 @@ from transformers import AutoConfig, PretrainedConfig, PreTrainedTokenizerBase
 
 from . import assets
 from .device import default_dtype, get_device
-from .phi3 import Phi3Config, Phi3ForCausalLM, longrope_attention_scaling
+from .phi3 import Phi3Config, Phi3ForCausalLM
 from .tokenization import load_tokenizer
 
 __all__ = [
@@ -148,25 +148,14 @@ def config_from_hf(hf_config: PretrainedConfig) -> Phi3Config:
         if getattr(hf_config, option, False):
             raise ValueError(f"{option}=True is not supported: Phi-3's projections have no bias")
 
-    rope = dict(hf_config.rope_parameters or {})
-    rope_type = rope.get("rope_type", "default")
-    if rope_type not in ("default", "longrope"):
-        raise ValueError(
-            f"rope_type={rope_type!r} is not supported; supported: 'default', 'longrope'"
-        )
-    partial_rotary_factor = rope.get("partial_rotary_factor", 1.0)
+    # RoPE: transformers' rope_parameters as they are (tutorial_lib.rope reads the same keys;
+    # Phi3Config rejects the types it does not know).
+    rope_parameters = dict(hf_config.rope_parameters or {})
+    partial_rotary_factor = rope_parameters.get("partial_rotary_factor", 1.0)
     if model_type != "phi3" and partial_rotary_factor != 1.0:
         raise ValueError(
             f"partial_rotary_factor={partial_rotary_factor} is only supported for phi3 models"
         )
-    original_max = (
-        rope.get("original_max_position_embeddings")
-        or getattr(hf_config, "original_max_position_embeddings", None)
-        or hf_config.max_position_embeddings
-    )
-    attention_factor = rope.get("attention_factor")
-    if rope_type == "longrope" and attention_factor is None and rope.get("factor") is not None:
-        attention_factor = longrope_attention_scaling(rope["factor"], original_max)
 
     return Phi3Config(
         vocab_size=hf_config.vocab_size,
@@ -178,13 +167,7 @@ def config_from_hf(hf_config: PretrainedConfig) -> Phi3Config:
         head_dim=getattr(hf_config, "head_dim", None),
         max_position_embeddings=hf_config.max_position_embeddings,
         rms_norm_eps=hf_config.rms_norm_eps,
-        rope_theta=rope["rope_theta"],
-        partial_rotary_factor=partial_rotary_factor,
-        rope_type=rope_type,
-        original_max_position_embeddings=original_max,
-        short_factor=rope.get("short_factor"),
-        long_factor=rope.get("long_factor"),
-        attention_factor=attention_factor,
+        rope_parameters=rope_parameters,
         sliding_window=getattr(hf_config, "sliding_window", None),
         tie_word_embeddings=bool(hf_config.tie_word_embeddings),
         bos_token_id=hf_config.bos_token_id,
