@@ -288,5 +288,9 @@ def test_dynamic_context_is_factor_times_max_position_embeddings():
 
     ours = Phi3ForCausalLM.from_hf(build_llama("dynamic"))
     assert ours.config.context_length == 64
-    with pytest.raises(ValueError, match=r"0 cached \+ 65 new tokens exceed the context length"):
+    with pytest.raises(
+        ValueError,
+        match=r"0 cached \+ 65 new tokens exceed the context length max_position_embeddings=16 "
+        r"\(x 4.0 with dynamic RoPE scaling\)",
+    ):
         ours(torch.ones(1, 65, dtype=torch.long))

@@ -515,9 +515,11 @@ class Phi3Model(nn.Module):
         batch, seq = input_ids.shape
         past_len = past_key_values.length if past_key_values is not None else 0
         if past_len + seq > self.config.context_length:
+            limit = f"max_position_embeddings={self.config.max_position_embeddings}"
+            if self.config.context_length != self.config.max_position_embeddings:
+                limit += f" (x {self.config.rope_parameters['factor']} with dynamic RoPE scaling)"
             raise ValueError(
-                f"{past_len} cached + {seq} new tokens exceed the context length "
-                f"context_length={self.config.context_length}"
+                f"{past_len} cached + {seq} new tokens exceed the context length {limit}"
             )
         # A 4-D mask is the caller's own (batch or 1, 1, new, cached + new), used as is.
         custom_mask = attention_mask is not None and attention_mask.dim() == 4
