@@ -5,6 +5,8 @@ type, ``Phi3RotaryEmbedding.compute_default_rope_parameters``), run on a transfo
 that holds the same ``rope_parameters``.
 """
 
+import dataclasses
+
 import pytest
 import torch
 import transformers
@@ -12,6 +14,7 @@ from transformers import LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.phi3.modeling_phi3 import Phi3RotaryEmbedding as HFPhi3RotaryEmbedding
 
+from tutorial_lib.phi3 import Phi3Config
 from tutorial_lib.rope import ROPE_TYPES, rope_inv_freq
 
 transformers.logging.set_verbosity_error()
@@ -294,3 +297,31 @@ def test_dynamic_context_is_factor_times_max_position_embeddings():
         r"\(x 4.0 with dynamic RoPE scaling\)",
     ):
         ours(torch.ones(1, 65, dtype=torch.long))
+
+
+def test_config_folds_rope_theta_and_partial_rotary_factor_into_rope_parameters():
+    default = Phi3Config()
+    assert default.rope_parameters == dict(
+        rope_type="default", rope_theta=10000.0, partial_rotary_factor=1.0
+    )
+    # As transformers accepts them: on their own, read back as the values in use.
+    config = Phi3Config(rope_theta=500.0, partial_rotary_factor=0.5)
+    assert config.rope_parameters == dict(
+        rope_type="default", rope_theta=500.0, partial_rotary_factor=0.5
+    )
+    assert (config.rope_theta, config.partial_rotary_factor, config.rotary_dim) == (500.0, 0.5, 48)
+    linear = Phi3Config(rope_parameters=dict(rope_type="linear", rope_theta=500.0, factor=2.0))
+    assert (linear.rope_type, linear.rope_theta, linear.partial_rotary_factor) == (
+        "linear",
+        500.0,
+        1.0,
+    )
+    # dataclasses.replace passes both back; they agree.
+    copy = dataclasses.replace(linear, num_key_value_heads=8)
+    assert copy.rope_parameters == linear.rope_parameters
+    with pytest.raises(
+        ValueError, match=r"rope_theta=100.0 disagrees with rope_parameters\['rope_theta'\]=500.0"
+    ):
+        Phi3Config(rope_theta=100.0, rope_parameters=dict(rope_type="default", rope_theta=500.0))
+    with pytest.raises(ValueError, match=r"partial_rotary_factor=0 must be in \(0, 1\]"):
+        Phi3Config(partial_rotary_factor=0)

@@ -20,7 +20,7 @@ Loading real weights lives in ``tutorial_lib.loading``; sampling in ``tutorial_l
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -70,14 +70,15 @@ class Phi3Config:
     head_dim: int | None = None  # None: hidden_size // num_attention_heads
     max_position_embeddings: int = 4096  # the context length
     rms_norm_eps: float = 1e-5
-    # Rotary position embeddings (RoPE), with transformers' keys (see tutorial_lib.rope):
-    # "rope_type" ("default", or a context extension: "linear", "dynamic", "yarn", "llama3",
-    # "longrope" as in Phi-3-mini-128k), "rope_theta" (the base of the rotation frequencies),
-    # "partial_rotary_factor" (the fraction of each head's dimensions that rotate; default 1)
-    # and the extension's own settings ("factor", "original_max_position_embeddings", ...).
-    rope_parameters: dict = field(
-        default_factory=lambda: {"rope_type": "default", "rope_theta": 10000.0}
-    )
+    # Rotary position embeddings (RoPE). Every setting lives in `rope_parameters`, a dict with
+    # transformers' keys (see tutorial_lib.rope): "rope_type" ("default", or a context extension:
+    # "linear", "dynamic", "yarn", "llama3", "longrope" as in Phi-3-mini-128k), "rope_theta",
+    # "partial_rotary_factor" and the extension's own settings ("factor",
+    # "original_max_position_embeddings", ...). As in transformers, the two settings every type
+    # has may also be given on their own; after construction they hold the values in use.
+    rope_theta: float | None = None  # the base of the rotation frequencies; None: 10000
+    partial_rotary_factor: float | None = None  # the fraction of each head that rotates; None: 1
+    rope_parameters: dict | None = None  # None: {"rope_type": "default"} and the two above
     sliding_window: int | None = None  # each token sees at most this many tokens (itself too)
     tie_word_embeddings: bool = False  # lm_head shares its weight with embed_tokens
     bos_token_id: int | None = 1
@@ -99,7 +100,18 @@ class Phi3Config:
                 f"num_key_value_heads={self.num_key_value_heads} must divide "
                 f"num_attention_heads={self.num_attention_heads}"
             )
-        # The RoPE settings must give frequencies; a clear error names what is wrong.
+        # RoPE: rope_theta and partial_rotary_factor go into rope_parameters (they must agree
+        # with it where both give one), then the settings must give frequencies.
+        rope = dict(self.rope_parameters or {"rope_type": "default"})
+        for key, default in (("rope_theta", 10000.0), ("partial_rotary_factor", 1.0)):
+            given = getattr(self, key)
+            if given is not None and rope.get(key, given) != given:
+                raise ValueError(
+                    f"{key}={given} disagrees with rope_parameters[{key!r}]={rope[key]}"
+                )
+            rope.setdefault(key, default if given is None else given)
+            setattr(self, key, rope[key])
+        self.rope_parameters = rope
         rope_inv_freq(self.rope_parameters, self.head_dim, self.max_position_embeddings)
         if self.sliding_window is not None and self.sliding_window < 1:
             raise ValueError(f"sliding_window={self.sliding_window} must be None or >= 1")
@@ -112,7 +124,7 @@ class Phi3Config:
     @property
     def rotary_dim(self) -> int:
         """How many dimensions of each head are rotated by RoPE (the rest pass through)."""
-        return int(self.head_dim * self.rope_parameters.get("partial_rotary_factor", 1.0))
+        return int(self.head_dim * self.partial_rotary_factor)
 
     @property
     def context_length(self) -> int:
