@@ -120,7 +120,7 @@ def test_temperature_zero_is_greedy(model):
     assert generate(model, ids, 12, top_k=3, top_p=0.5).tolist() == greedy.tolist()
     assert torch.equal(torch.get_rng_state(), rng_state)
     # ... and greedy is the argmax of the full forward at every step.
-    logits = model(greedy[:, :-1])[0, ids.shape[1] - 1 :]  # (new tokens, vocab)
+    logits = model(greedy[:, :-1]).logits[0, ids.shape[1] - 1 :]  # (new tokens, vocab)
     assert greedy[0, ids.shape[1] :].tolist() == logits.argmax(-1).tolist()
 
 
@@ -185,7 +185,7 @@ def test_stream_yields_before_it_finishes(model):
 
 def test_eos_stops_generation_and_pads_finished_rows(model):
     ids = prompt(batch=2)
-    free = generate(model, ids, 12)  # no eos: full length
+    free = generate(model, ids, 12)  # the model names no eos: full length
     eos = int(free[0, 6 + 3])  # row 0's 4th new token
     # How many new tokens each row makes up to and including its first eos.
     ends = [row.index(eos) + 1 if eos in row else 12 for row in free[:, 6:].tolist()]
@@ -199,6 +199,34 @@ def test_eos_stops_generation_and_pads_finished_rows(model):
     # Alone, row 0 stops right at its eos; a list of eos ids works the same.
     assert generate(model, ids[:1], 12, eos_token_id=eos).shape == (1, 6 + ends[0])
     assert generate(model, ids[:1], 12, eos_token_id=[VOCAB - 1, eos]).shape == (1, 6 + ends[0])
+
+
+def test_generation_stops_at_the_models_own_eos_by_default(model):
+    ids = prompt()
+    free = generate(model, ids, 12)  # this model's config names no end token: full length
+    eos = int(free[0, 6 + 2])  # pretend its 3rd new token is the model's end token
+    end = free[0, 6:].tolist().index(eos) + 1
+    model.config.eos_token_id = eos
+    try:
+        assert generate(model, ids, 12).shape == (1, 6 + end)
+        assert len(list(stream(model, ids, 12))) == end
+        # eos_token_id=None goes on to max_new_tokens all the same.
+        assert generate(model, ids, 12, eos_token_id=None).tolist() == free.tolist()
+    finally:
+        model.config.eos_token_id = None
+
+
+@pytest.mark.parametrize(
+    "eos, message",
+    [
+        ("end", r"eos_token_id='end' must be 'model' \(the model's end token\), a token id"),
+        (VOCAB, rf"eos_token_id={VOCAB} must be token ids in \[0, {VOCAB}\)"),
+        ([3, -1], r"eos_token_id=\[3, -1\] must be token ids"),
+    ],
+)
+def test_bad_eos_token_id_raises(model, eos, message):
+    with pytest.raises(ValueError, match=message):
+        generate(model, prompt(), 4, eos_token_id=eos)
 
 
 def test_generation_with_and_without_cache_agree(model):

@@ -63,7 +63,7 @@ def test_default_device_and_dtype_on_cuda(tmp_path):
     assert model.device.type == "cuda"
     assert model.dtype == default_dtype(torch.device("cuda"))
     assert model.dtype in HALF
-    assert model(random_ids(1, 12)).dtype == model.dtype
+    assert model(random_ids(1, 12)).logits.dtype == model.dtype
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=str)
@@ -76,7 +76,7 @@ def test_half_precision_logits_as_close_as_transformers_own(dtype):
     ours = Phi3ForCausalLM.from_hf(hf_half)  # same device and dtype as hf_half
     assert (ours.device.type, ours.dtype) == ("cuda", dtype)
     expected = hf_half(ids).logits
-    got = ours(ids)
+    got = ours(ids).logits
     assert got.dtype == dtype
     # Our rounding error is no larger than transformers' (up to a margin) ...
     transformers_error = max_error(expected, reference)
@@ -90,7 +90,7 @@ def test_half_precision_logits_as_close_as_transformers_own(dtype):
 def test_half_precision_cache_matches_full_forward(dtype):
     ours = Phi3ForCausalLM.from_hf(copy.deepcopy(tiny_phi3()).to(dtype))
     ids = random_ids(2, 20)
-    full = ours(ids)
+    full = ours(ids).logits
     out = ours(ids[:, :12], use_cache=True)
     steps = [out.logits]
     for t in range(12, 20):
@@ -121,7 +121,7 @@ def test_real_weights_fp32_greedy_tokens_equal_transformers(hf_fp32):
     for prompt in PROMPTS:
         ids = tokenizer(prompt, return_tensors="pt").input_ids.to(DEVICE)
         expected = hf_fp32.generate(ids, max_new_tokens=50, do_sample=False)
-        got = generate(model, ids, 50, eos_token_id=model.config.eos_token_id)
+        got = generate(model, ids, 50)
         assert got.tolist() == expected.tolist(), prompt
 
 
@@ -131,20 +131,20 @@ def test_real_weights_half_precision(hf_fp32, dtype):
     model, tokenizer = load(OFFLINE_PRESET, device=DEVICE, dtype=dtype)
     hf_half = copy.deepcopy(hf_fp32).to(dtype)
     ids = tokenizer("The capital of France is", return_tensors="pt").input_ids.to(DEVICE)
-    assert tokenizer.decode(model(ids)[0, -1].argmax()) == " Paris"
+    assert tokenizer.decode(model(ids).logits[0, -1].argmax()) == " Paris"
 
     # Logits: as close to transformers' as transformers' own are to float32.
     ids = tokenizer(PROMPTS, padding=True, padding_side="left", return_tensors="pt").to(DEVICE)
     real = ids.attention_mask.bool()
     reference = hf_fp32(**ids).logits[real]
     expected = hf_half(**ids).logits[real]
-    got = model(ids.input_ids, attention_mask=ids.attention_mask)[real]
+    got = model(ids.input_ids, attention_mask=ids.attention_mask).logits[real]
     transformers_error = max_error(expected, reference)
     assert max_error(got, reference) <= 1.5 * transformers_error + 1e-2
 
     # Greedy tokens of a short chat reply (a clear winner at every step) are identical.
     chat_ids = chat_prompt(tokenizer, "What is the capital of France?").to(DEVICE)
     expected_reply = hf_half.generate(chat_ids, max_new_tokens=16, do_sample=False)
-    reply = generate(model, chat_ids, 16, eos_token_id=model.config.eos_token_id)
+    reply = generate(model, chat_ids, 16)
     assert reply.tolist() == expected_reply.tolist()
     assert "Paris" in tokenizer.decode(reply[0, chat_ids.shape[1] :])

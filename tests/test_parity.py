@@ -113,7 +113,7 @@ def test_from_hf_logits_match(pair):
     ids = random_ids(2, 24)
     expected = hf(ids).logits
     assert expected.abs().max() > 1.0  # not a degenerate all-zero model
-    torch.testing.assert_close(ours(ids), expected, atol=ATOL, rtol=0)
+    torch.testing.assert_close(ours(ids).logits, expected, atol=ATOL, rtol=0)
 
 
 @torch.no_grad()
@@ -122,7 +122,7 @@ def test_from_pretrained_dir_matches(pair, tmp_path):
     hf.save_pretrained(tmp_path)
     ours = Phi3ForCausalLM.from_pretrained(tmp_path, device="cpu")
     ids = random_ids(1, 20, seed=2)
-    torch.testing.assert_close(ours(ids), hf(ids).logits, atol=ATOL, rtol=0)
+    torch.testing.assert_close(ours(ids).logits, hf(ids).logits, atol=ATOL, rtol=0)
 
 
 @torch.no_grad()
@@ -133,7 +133,7 @@ def test_from_pretrained_sharded_dir_matches(tmp_path):
     assert len(list(tmp_path.glob("model-*.safetensors"))) > 1
     ours = Phi3ForCausalLM.from_pretrained(str(tmp_path), device="cpu")
     ids = random_ids(1, 12)
-    torch.testing.assert_close(ours(ids), hf(ids).logits, atol=ATOL, rtol=0)
+    torch.testing.assert_close(ours(ids).logits, hf(ids).logits, atol=ATOL, rtol=0)
 
 
 @torch.no_grad()
@@ -142,14 +142,14 @@ def test_short_sequence_uses_longrope_short_factors():
     hf = build_hf("phi3-longrope")
     ours = Phi3ForCausalLM.from_hf(hf)
     ids = random_ids(1, 12)
-    torch.testing.assert_close(ours(ids), hf(ids).logits, atol=ATOL, rtol=0)
+    torch.testing.assert_close(ours(ids).logits, hf(ids).logits, atol=ATOL, rtol=0)
 
 
 @torch.no_grad()
 def test_cached_steps_equal_full_forward(pair):
     case, _, ours = pair
     ids = random_ids(2, 24)
-    full = ours(ids)
+    full = ours(ids).logits
     # Feed a prompt, then one token at a time through the KV cache. longrope picks one set of
     # factors per call (long beyond 16 positions), so there the prompt must already exceed 16.
     start = 17 if case == "phi3-longrope" else 9
@@ -174,9 +174,9 @@ def test_left_padded_batch_equals_single_runs(pair):
     for row, s in enumerate(seqs):
         ids[row, width - len(s) :] = s
         mask[row, width - len(s) :] = 1
-    batched = ours(ids, attention_mask=mask)
+    batched = ours(ids, attention_mask=mask).logits
     for row, s in enumerate(seqs):
-        alone = ours(s[None])
+        alone = ours(s[None]).logits
         torch.testing.assert_close(batched[row, width - len(s) :], alone[0], atol=ATOL, rtol=0)
     # Same positions given to transformers explicitly
     # (its forward does not derive them from the mask).

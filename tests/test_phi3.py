@@ -92,10 +92,11 @@ def test_kv_cache_grows_and_keeps_what_it_holds():
     written = []
     for step in range(7):  # past the first capacity of 3 tokens
         key = torch.full((1, 1, 1, 4), float(step))
-        cache.reserve(1)
+        assert cache.length == step
         keys, values = cache.update(0, key, -key)
+        assert cache.length == step  # layer 1 has not seen this token yet
         cache.update(1, key, -key)
-        cache.length += 1
+        assert cache.length == step + 1  # the cache counts a token once every layer holds it
         written.append(float(step))
         assert keys[0, 0, :, 0].tolist() == written  # (batch, n_kv_heads, length, head_dim)
         assert values[0, 0, :, 0].tolist() == [-w for w in written]

@@ -68,7 +68,7 @@ def test_logits_match_transformers(ours, hf):
     model, tokenizer = ours
     ids = tokenizer(PROMPTS, padding=True, padding_side="left", return_tensors="pt")
     expected = hf(**ids).logits
-    got = model(ids.input_ids, attention_mask=ids.attention_mask)
+    got = model(ids.input_ids, attention_mask=ids.attention_mask).logits
     real = ids.attention_mask.bool()  # compare where there are tokens, not padding
     torch.testing.assert_close(got[real], expected[real], atol=1e-4, rtol=0)
 
@@ -79,7 +79,7 @@ def test_50_greedy_tokens_equal_transformers(ours, hf, prompt):
     ids = tokenizer(prompt, return_tensors="pt").input_ids
     with torch.inference_mode():
         expected = hf.generate(ids, max_new_tokens=50, do_sample=False)
-    got = generate(model, ids, 50, eos_token_id=model.config.eos_token_id)
+    got = generate(model, ids, 50)
     assert got.shape == (1, ids.shape[1] + 50)
     assert got.tolist() == expected.tolist()
 
@@ -105,5 +105,5 @@ def test_stream_text_pieces_add_up_to_the_reply(ours):
     ids = tokenizer("Once upon a time", return_tensors="pt").input_ids
     pieces = list(stream_text(model, tokenizer, ids, 12))
     assert len(pieces) > 1  # text arrives piece by piece
-    new_ids = generate(model, ids, 12, eos_token_id=model.config.eos_token_id)[0, ids.shape[1] :]
+    new_ids = generate(model, ids, 12)[0, ids.shape[1] :]
     assert "".join(pieces) == tokenizer.decode(new_ids, skip_special_tokens=True)

@@ -23,6 +23,7 @@ from .phi3 import KVCache, Phi3ForCausalLM, check_input_ids
 
 __all__ = [
     "apply_temperature",
+    "MODEL_EOS",
     "chat",
     "chat_prompt",
     "generate",
@@ -119,6 +120,32 @@ def sample_next_token(
 # --------------------------------------------------------------------------------------
 # The generation loop
 # --------------------------------------------------------------------------------------
+# The default of ``eos_token_id``: stop at the model's own end token(s), ``config.eos_token_id``,
+# as transformers' ``generate`` does. ``None`` means "never stop early".
+MODEL_EOS = "model"
+
+
+def _end_tokens(model: Phi3ForCausalLM, eos_token_id: int | list[int] | str | None) -> list[int]:
+    """The token ids that end a sequence, as a list (empty: never stop early)."""
+    if eos_token_id == MODEL_EOS:
+        eos_token_id = model.config.eos_token_id
+    elif isinstance(eos_token_id, str):
+        raise ValueError(
+            f"eos_token_id={eos_token_id!r} must be {MODEL_EOS!r} (the model's end token), "
+            "a token id, a list of token ids, or None (never stop early)"
+        )
+    if eos_token_id is None:
+        return []
+    ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+    vocab_size = model.config.vocab_size
+    if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < vocab_size for i in ids):
+        raise ValueError(
+            f"eos_token_id={eos_token_id!r} must be token ids in [0, {vocab_size}) "
+            f"(or {MODEL_EOS!r}, or None)"
+        )
+    return ids
+
+
 def stream(
     model: Phi3ForCausalLM,
     input_ids: torch.Tensor,
@@ -128,7 +155,7 @@ def stream(
     top_p: float = 1.0,
     use_cache: bool = True,
     attention_mask: torch.Tensor | None = None,
-    eos_token_id: int | list[int] | None = None,
+    eos_token_id: int | list[int] | str | None = MODEL_EOS,
     generator: torch.Generator | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the new tokens one step at a time, each a (batch,) tensor, as soon as it is made.
@@ -137,9 +164,10 @@ def stream(
     """
     _check_sampling(temperature, top_k, top_p)
     _check_prompt(model, input_ids, max_new_tokens, attention_mask)
+    eos_ids = _end_tokens(model, eos_token_id)
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
     return _generate_tokens(
-        model, input_ids, max_new_tokens, use_cache, attention_mask, eos_token_id, sampling
+        model, input_ids, max_new_tokens, use_cache, attention_mask, eos_ids, sampling
     )
 
 
@@ -176,14 +204,13 @@ def _generate_tokens(
     max_new_tokens: int,
     use_cache: bool,
     attention_mask: torch.Tensor | None,
-    eos_token_id: int | list[int] | None,
+    eos_ids: list[int],
     sampling: dict,
 ) -> Iterator[torch.Tensor]:
     config, device = model.config, model.device
     ids = input_ids.to(device)  # (batch, seq): the prompt, then every new token
     mask = attention_mask.to(device) if attention_mask is not None else None
     batch, total_length = ids.shape[0], ids.shape[1] + max_new_tokens
-    eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
     eos = torch.tensor(eos_ids, dtype=torch.long, device=device)
     pad = config.pad_token_id if config.pad_token_id is not None else (eos_ids or [0])[0]
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
@@ -225,7 +252,7 @@ def generate(
     top_p: float = 1.0,
     use_cache: bool = True,
     attention_mask: torch.Tensor | None = None,
-    eos_token_id: int | list[int] | None = None,
+    eos_token_id: int | list[int] | str | None = MODEL_EOS,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Continue ``input_ids`` by up to ``max_new_tokens`` tokens; returns prompt + new ids.
@@ -240,6 +267,7 @@ def generate(
         use_cache: reuse keys and values of earlier tokens (KV cache) instead of recomputing.
         attention_mask: (batch, seq), 1 for tokens and 0 for padding.
         eos_token_id: token id(s) that end a sequence; later positions get the pad token.
+            By default the model's own (``config.eos_token_id``); None never stops early.
         generator: a seeded ``torch.Generator`` for reproducible sampling.
 
     Returns:
@@ -298,11 +326,10 @@ def stream_text(
 ) -> Iterator[str]:
     """Yield the reply as text pieces while it is made (one sequence; ``kwargs`` as ``generate``).
 
-    Stops at the model's end-of-sequence token(s) unless ``eos_token_id`` is given.
+    Stops at the model's end-of-sequence token(s) unless ``eos_token_id`` says otherwise.
     """
     if input_ids.shape[0] != 1:
         raise ValueError(f"stream_text takes one sequence, got a batch of {input_ids.shape[0]}")
-    kwargs.setdefault("eos_token_id", model.config.eos_token_id)
     new_ids: list[int] = []
     shown = ""
     for token in stream(model, input_ids, max_new_tokens, **kwargs):

@@ -261,9 +261,12 @@ class KVCache:
     storage is allocated once for ``max_length`` tokens and written in place (it doubles if
     it ever runs out), so a step copies one token's keys and values, not the whole history.
 
+    The cache keeps its own position: each layer's ``update`` writes after what that layer
+    already holds and moves its count on, as transformers' ``DynamicCache`` does.
+
     Attributes:
         keys, values: one tensor per layer, (batch, n_kv_heads, capacity, head_dim).
-        length: how many positions are filled.
+        layer_lengths: how many positions each layer holds.
     """
 
     def __init__(
@@ -275,41 +278,50 @@ class KVCache:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         shape = (batch_size, config.num_key_value_heads, max_length, config.head_dim)
-        self.keys = [
-            torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)
-        ]
-        self.values = [
-            torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)
-        ]
-        self.length = 0
+        n_layers = config.num_hidden_layers
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.layer_lengths = [0] * n_layers
+
+    @property
+    def length(self) -> int:
+        """How many positions every layer holds: the length of the cached sequence."""
+        return min(self.layer_lengths)
+
+    def get_seq_length(self) -> int:
+        """``length``, under transformers' name for it."""
+        return self.length
 
     @property
     def capacity(self) -> int:
+        """How many positions fit before the storage has to grow."""
         return self.keys[0].shape[2]
-
-    def reserve(self, n_new: int) -> None:
-        """Make room for ``n_new`` more positions (a rare copy into storage twice as large)."""
-        needed = self.length + n_new
-        if needed <= self.capacity:
-            return
-        new_capacity = max(needed, 2 * self.capacity)
-        for cache in (self.keys, self.values):
-            for i, old in enumerate(cache):
-                batch, heads, _, head_dim = old.shape
-                cache[i] = old.new_zeros(batch, heads, new_capacity, head_dim)
-                cache[i][:, :, : self.length] = old[:, :, : self.length]
 
     def update(
         self, layer_idx: int, key: torch.Tensor, value: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write this step's keys and values, (batch, n_kv_heads, seq, head_dim), after the cached.
 
-        Returns all keys and values so far, (batch, n_kv_heads, length + seq, head_dim).
+        Returns all keys and values of this layer so far, (batch, n_kv_heads, length + seq,
+        head_dim), and counts the new positions as cached.
         """
-        end = self.length + key.shape[2]
-        self.keys[layer_idx][:, :, self.length : end] = key
-        self.values[layer_idx][:, :, self.length : end] = value
+        start = self.layer_lengths[layer_idx]
+        end = start + key.shape[2]
+        if end > self.keys[layer_idx].shape[2]:
+            self._grow(layer_idx, end)
+        self.keys[layer_idx][:, :, start:end] = key
+        self.values[layer_idx][:, :, start:end] = value
+        self.layer_lengths[layer_idx] = end
         return self.keys[layer_idx][:, :, :end], self.values[layer_idx][:, :, :end]
+
+    def _grow(self, layer_idx: int, needed: int) -> None:
+        """Copy one layer's keys and values into storage at least twice as large (rare)."""
+        filled = self.layer_lengths[layer_idx]
+        for cache in (self.keys, self.values):
+            old = cache[layer_idx]
+            batch, heads, capacity, head_dim = old.shape
+            cache[layer_idx] = old.new_zeros(batch, heads, max(needed, 2 * capacity), head_dim)
+            cache[layer_idx][:, :, :filled] = old[:, :, :filled]
 
 
 # --------------------------------------------------------------------------------------
@@ -530,8 +542,6 @@ class Phi3Model(nn.Module):
         if use_cache and past_key_values is None:
             device, dtype = hidden_states.device, hidden_states.dtype
             past_key_values = KVCache(self.config, batch, seq, device, dtype)
-        if past_key_values is not None:
-            past_key_values.reserve(seq)
 
         # Positions 0, 1, 2, ... of the new tokens; with left padding they start at each
         # sequence's first real token, so a padded sequence is positioned as if alone.
@@ -551,8 +561,6 @@ class Phi3Model(nn.Module):
         # The layers refine the residual stream in turn.
         for layer in self.layers:
             hidden_states = layer(hidden_states, position_embeddings, mask, past_key_values)
-        if past_key_values is not None:
-            past_key_values.length += seq
         return Phi3ModelOutput(self.norm(hidden_states), past_key_values)
 
 
@@ -560,24 +568,26 @@ class Phi3Model(nn.Module):
 # 9. The causal language model: the decoder plus the LM head
 # --------------------------------------------------------------------------------------
 class CausalLMOutput(NamedTuple):
-    """What ``Phi3ForCausalLM`` returns when it uses a KV cache.
+    """What ``Phi3ForCausalLM`` returns (``output.logits``, or ``output[0]``, as in transformers).
 
     Attributes:
         logits: (batch, seq, vocab_size) next-token scores at every input position.
-        past_key_values: the ``KVCache`` holding every token so far; pass it back with only
-            the new token(s) to continue.
+        past_key_values: the ``KVCache`` holding every token so far, to pass back with only
+            the new token(s) to continue; None when the call used no cache.
     """
 
     logits: torch.Tensor
-    past_key_values: KVCache
+    past_key_values: KVCache | None
 
 
 class Phi3ForCausalLM(nn.Module):
     """Phi-3 for next-token prediction: ``Phi3Model`` followed by ``lm_head``.
 
-    >>> model = Phi3ForCausalLM.from_pretrained("smollm2-135m-instruct")  # doctest: +SKIP
-    >>> hidden = model.model(input_ids)[0]  # (1, T, hidden_size)  # doctest: +SKIP
-    >>> logits = model.lm_head(hidden)  # (1, T, vocab_size)  # doctest: +SKIP
+    Example::
+
+        model = Phi3ForCausalLM.from_pretrained("smollm2-135m-instruct")
+        hidden = model.model(input_ids)[0]  # (1, T, hidden_size)
+        logits = model.lm_head(hidden)  # (1, T, vocab_size), the same as model(input_ids).logits
     """
 
     def __init__(self, config: Phi3Config) -> None:
@@ -596,7 +606,7 @@ class Phi3ForCausalLM(nn.Module):
         position_ids: torch.Tensor | None = None,
         past_key_values: KVCache | None = None,
         use_cache: bool = False,
-    ) -> torch.Tensor | CausalLMOutput:
+    ) -> CausalLMOutput:
         """Next-token logits for every position of ``input_ids``.
 
         Args:
@@ -608,16 +618,15 @@ class Phi3ForCausalLM(nn.Module):
             use_cache: make and return a cache (implied when ``past_key_values`` is given).
 
         Returns:
-            Without a cache, the logits tensor (batch, seq, vocab_size). With one, a
-            ``CausalLMOutput`` whose ``.logits`` is that tensor and whose
-            ``.past_key_values`` is the updated ``KVCache``.
+            A ``CausalLMOutput``: ``.logits`` (batch, seq, vocab_size) and
+            ``.past_key_values``, the updated ``KVCache`` (None without a cache).
         """
         use_cache = use_cache or past_key_values is not None
         hidden_states, cache = self.model(
             input_ids, attention_mask, position_ids, past_key_values, use_cache
         )
         logits = self.lm_head(hidden_states)  # (batch, seq, vocab)
-        return CausalLMOutput(logits, cache) if use_cache else logits
+        return CausalLMOutput(logits, cache)
 
     @property
     def device(self) -> torch.device:
@@ -637,16 +646,17 @@ class Phi3ForCausalLM(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> Phi3ForCausalLM:
         """Load a preset, a local Hugging Face directory or a hub id (see ``loading``)."""
+        # Imported here, not at the top: loading builds on this module, never the reverse.
         from .loading import from_pretrained
 
-        return from_pretrained(name_or_path, device=device, dtype=dtype)
+        return from_pretrained(name_or_path, device=device, dtype=dtype, model_class=cls)
 
     @classmethod
     def from_hf(cls, hf_model: nn.Module) -> Phi3ForCausalLM:
         """Copy a transformers Phi-3, Llama or Mistral model (see ``loading.from_hf``)."""
         from .loading import from_hf
 
-        return from_hf(hf_model)
+        return from_hf(hf_model, model_class=cls)
 
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
         """Prompt plus new tokens; see ``tutorial_lib.generation.generate`` for the options."""
