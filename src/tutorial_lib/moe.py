@@ -337,9 +337,12 @@ def upcycle(model: nn.Module, num_experts: int, top_k: int, router_std: float = 
     for layer in moe_model.model.layers:
         dense = layer.mlp
         weight = dense.gate_up_proj.weight  # (2 * intermediate, hidden)
-        block = SparseMoeBlock(
-            config.hidden_size, config.intermediate_size, num_experts, top_k, norm_topk_prob=True
-        ).to(device=weight.device, dtype=weight.dtype)
+        # Built on the "meta" device (shapes only): every weight is about to be overwritten.
+        with torch.device("meta"):
+            block = SparseMoeBlock(
+                config.hidden_size, config.intermediate_size, num_experts, top_k, True
+            )
+        block = block.to_empty(device=weight.device).to(weight.dtype)
         with torch.no_grad():
             nn.init.normal_(block.gate.weight, mean=0.0, std=router_std)
             # The same MLP weights in every expert slot: (num_experts, ...) copies.
