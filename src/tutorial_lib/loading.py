@@ -299,12 +299,14 @@ def build_model(
     state_dict: dict[str, torch.Tensor],
     device: torch.device,
     dtype: torch.dtype,
+    model_class: type[Phi3ForCausalLM] = Phi3ForCausalLM,
 ) -> Phi3ForCausalLM:
-    """A ``Phi3ForCausalLM`` holding ``state_dict`` (in our names), on ``device`` in ``dtype``."""
+    """A ``model_class`` (``Phi3ForCausalLM`` or a subclass) holding ``state_dict`` (in our
+    names), on ``device`` in ``dtype``."""
     # Build on the "meta" device: parameters with shapes but no memory, so a 3.8B model is
     # not first filled with random numbers only to be overwritten.
     with torch.device("meta"):
-        model = Phi3ForCausalLM(config)
+        model = model_class(config)
     state_dict = dict(state_dict)
     if config.tie_word_embeddings and "model.embed_tokens.weight" in state_dict:
         # Tied checkpoints may omit the LM head: it is the embedding matrix.
@@ -317,9 +319,12 @@ def build_model(
     return model.eval()
 
 
-def from_hf(hf_model: nn.Module) -> Phi3ForCausalLM:
+def from_hf(
+    hf_model: nn.Module, model_class: type[Phi3ForCausalLM] = Phi3ForCausalLM
+) -> Phi3ForCausalLM:
     """Our Phi-3 with the weights of a transformers ``Phi3ForCausalLM``, ``LlamaForCausalLM``,
-    ``MistralForCausalLM`` or ``MixtralForCausalLM`` (same device and dtype as ``hf_model``).
+    ``MistralForCausalLM`` or ``MixtralForCausalLM`` (same device and dtype as ``hf_model``),
+    built as ``model_class``.
 
     Raises:
         TypeError: ``hf_model`` is not a transformers model.
@@ -340,15 +345,16 @@ def from_hf(hf_model: nn.Module) -> Phi3ForCausalLM:
     state_dict = convert_state_dict(hf_model.state_dict(), config.num_hidden_layers)
     # Copy rather than share: our fused matrices are new tensors, the others should be too.
     state_dict = {k: v.detach().clone() for k, v in state_dict.items()}
-    return build_model(config, state_dict, weight.device, weight.dtype)
+    return build_model(config, state_dict, weight.device, weight.dtype, model_class)
 
 
 def from_pretrained(
     name_or_path: str | Path,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
+    model_class: type[Phi3ForCausalLM] = Phi3ForCausalLM,
 ) -> Phi3ForCausalLM:
-    """Load a checkpoint into our Phi-3 decoder.
+    """Load a checkpoint into our Phi-3 decoder (a ``model_class``: it or a subclass).
 
     Args:
         name_or_path: a preset (see ``PRESETS``; ``"smollm2-135m-instruct"`` works offline), a
@@ -377,7 +383,7 @@ def from_pretrained(
         if eos is not None:
             config.eos_token_id = eos  # chat models stop on several tokens
     state_dict = convert_state_dict(load_state_dict(model_dir), config.num_hidden_layers)
-    return build_model(config, state_dict, device, dtype)
+    return build_model(config, state_dict, device, dtype, model_class)
 
 
 def load(

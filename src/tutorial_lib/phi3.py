@@ -668,16 +668,17 @@ class Phi3ForCausalLM(nn.Module):
         dtype: torch.dtype | None = None,
     ) -> Phi3ForCausalLM:
         """Load a preset, a local Hugging Face directory or a hub id (see ``loading``)."""
+        # Imported here, not at the top: loading builds on this module, never the reverse.
         from .loading import from_pretrained
 
-        return from_pretrained(name_or_path, device=device, dtype=dtype)
+        return from_pretrained(name_or_path, device=device, dtype=dtype, model_class=cls)
 
     @classmethod
     def from_hf(cls, hf_model: nn.Module) -> Phi3ForCausalLM:
         """Copy a transformers Phi-3, Llama, Mistral or Mixtral model (see ``loading.from_hf``)."""
         from .loading import from_hf
 
-        return from_hf(hf_model)
+        return from_hf(hf_model, model_class=cls)
 
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
         """Prompt plus new tokens; see ``tutorial_lib.generation.generate`` for the options."""

@@ -84,8 +84,9 @@ def heatmap(
         _, ax = plt.subplots(figsize=size, layout="constrained")
 
     # One coloured square per entry; "nearest" keeps the cells sharp.
-    image = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
-                      interpolation="nearest")
+    image = ax.imshow(
+        values, cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest"
+    )
     colorbar = ax.figure.colorbar(image, ax=ax)
     if colorbar_label:
         colorbar.set_label(colorbar_label)
@@ -93,8 +94,7 @@ def heatmap(
         colorbar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 
     # Every row and column gets its label; long column labels are slanted to fit.
-    ax.set_xticks(range(n_cols), labels=col_labels, rotation=45, ha="right",
-                  rotation_mode="anchor")
+    ax.set_xticks(range(n_cols), labels=col_labels, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(n_rows), labels=row_labels)
     # Thin white lines between the cells.
     ax.set_xticks(np.arange(n_cols + 1) - 0.5, minor=True)
@@ -108,8 +108,15 @@ def heatmap(
         for i in range(n_rows):
             for j in range(n_cols):
                 color = "white" if shade[i, j] > 0.5 else "black"
-                ax.text(j, i, format(values[i, j], fmt), ha="center", va="center",
-                        color=color, fontsize=9)
+                ax.text(
+                    j,
+                    i,
+                    format(values[i, j], fmt),
+                    ha="center",
+                    va="center",
+                    color=color,
+                    fontsize=9,
+                )
 
     _set_text(ax, title, xlabel, ylabel)
     return ax
@@ -202,9 +209,7 @@ def grouped_bar(
             other than ``len(labels)``.
     """
     if not isinstance(series, Mapping):
-        raise TypeError(
-            f"series must be a mapping of name -> scores, got {type(series).__name__}"
-        )
+        raise TypeError(f"series must be a mapping of name -> scores, got {type(series).__name__}")
     if not series:
         raise ValueError("series must hold at least one named series, got an empty mapping")
     values = {name: _as_array(v, f"series[{name!r}]", ndim=1) for name, v in series.items()}
@@ -224,8 +229,7 @@ def grouped_bar(
     for i, (name, v) in enumerate(values.items()):
         offset = (i - (len(values) - 1) / 2) * width
         ax.bar(np.arange(n_groups) + offset, v, width=width, label=str(name))
-    ax.set_xticks(range(n_groups), labels=labels, rotation=45, ha="right",
-                  rotation_mode="anchor")
+    ax.set_xticks(range(n_groups), labels=labels, rotation=45, ha="right", rotation_mode="anchor")
     ax.legend()
     _set_text(ax, title, xlabel, ylabel)
     return ax

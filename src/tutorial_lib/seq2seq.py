@@ -59,17 +59,66 @@ __all__ = [
 # 1. The task: human-written dates -> ISO dates
 # ------------------------------------------------------------------------------------------
 
-MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august",
-          "september", "october", "november", "december"]
+MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
 WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
-_ONES = ["", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-         "eighteen", "nineteen"]
+_ONES = [
+    "",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
 _TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-_ORDINAL_ONES = ["", "first", "second", "third", "fourth", "fifth", "sixth", "seventh",
-                 "eighth", "ninth", "tenth", "eleventh", "twelfth", "thirteenth",
-                 "fourteenth", "fifteenth", "sixteenth", "seventeenth", "eighteenth",
-                 "nineteenth"]
+_ORDINAL_ONES = [
+    "",
+    "first",
+    "second",
+    "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+    "ninth",
+    "tenth",
+    "eleventh",
+    "twelfth",
+    "thirteenth",
+    "fourteenth",
+    "fifteenth",
+    "sixteenth",
+    "seventeenth",
+    "eighteenth",
+    "nineteenth",
+]
 _ORDINAL_TENS = {20: "twentieth", 30: "thirtieth"}
 
 # The dates of the task: 100 years, 36,525 days.
@@ -174,8 +223,12 @@ def make_date_pairs(
     '02.06.2004' -> '2004-06-02'
     '22.10.1977 and wednesday 2nd of march 1966' -> '1977-10-22, 1966-03-02'
     """
-    for name, value in (("n_train", n_train), ("n_test", n_test), ("max_dates", max_dates),
-                        ("seed", seed)):
+    for name, value in (
+        ("n_train", n_train),
+        ("n_test", n_test),
+        ("max_dates", max_dates),
+        ("seed", seed),
+    ):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if n_train < 0 or n_test < 0:
@@ -183,15 +236,18 @@ def make_date_pairs(
     if max_dates < 1:
         raise ValueError(f"max_dates must be >= 1, got {max_dates}")
     if n_train + n_test > MAX_PAIRS:
-        raise ValueError(f"n_train + n_test must be at most {MAX_PAIRS:,}, "
-                         f"got {n_train + n_test:,}")
+        raise ValueError(
+            f"n_train + n_test must be at most {MAX_PAIRS:,}, got {n_train + n_test:,}"
+        )
 
     rng = random.Random(seed)
     n_days = (LAST_DATE - FIRST_DATE).days + 1
     pairs: dict[str, str] = {}  # source -> target; a dict keeps the order and drops repeats
     while len(pairs) < n_train + n_test:
-        dates = [FIRST_DATE + datetime.timedelta(days=rng.randrange(n_days))
-                 for _ in range(rng.randint(1, max_dates))]
+        dates = [
+            FIRST_DATE + datetime.timedelta(days=rng.randrange(n_days))
+            for _ in range(rng.randint(1, max_dates))
+        ]
         texts = [human_date(date, rng) for date in dates]
         source = texts[0] if len(texts) == 1 else f"{', '.join(texts[:-1])} and {texts[-1]}"
         pairs.setdefault(source, ", ".join(date.isoformat() for date in dates))
@@ -355,12 +411,15 @@ def batches(
         chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=generator)]
     for chunk in chunks:
         chunk = [pairs[i] for i in chunk]
-        src, src_mask = pad_batch([src_vocab.encode(source_tokens(s)) for s, _ in chunk],
-                                  src_vocab.pad_id)
-        tgt_in, _ = pad_batch([tgt_vocab.encode(list(t), add_bos=True) for _, t in chunk],
-                              tgt_vocab.pad_id)
-        tgt_out, _ = pad_batch([tgt_vocab.encode(list(t), add_eos=True) for _, t in chunk],
-                               tgt_vocab.pad_id)
+        src, src_mask = pad_batch(
+            [src_vocab.encode(source_tokens(s)) for s, _ in chunk], src_vocab.pad_id
+        )
+        tgt_in, _ = pad_batch(
+            [tgt_vocab.encode(list(t), add_bos=True) for _, t in chunk], tgt_vocab.pad_id
+        )
+        tgt_out, _ = pad_batch(
+            [tgt_vocab.encode(list(t), add_eos=True) for _, t in chunk], tgt_vocab.pad_id
+        )
         yield Batch(src, src_mask, tgt_in, tgt_out)
 
 
@@ -469,13 +528,18 @@ class Decoder(nn.Module):
     """
 
     def __init__(
-        self, vocab_size: int, embed_dim: int, hidden_size: int, context_dim: int,
+        self,
+        vocab_size: int,
+        embed_dim: int,
+        hidden_size: int,
+        context_dim: int,
         attention: bool,
     ):
         super().__init__()
         self.embed_tokens = nn.Embedding(vocab_size, embed_dim)
-        self.attention = AdditiveAttention(context_dim, hidden_size, hidden_size) \
-            if attention else None
+        self.attention = (
+            AdditiveAttention(context_dim, hidden_size, hidden_size) if attention else None
+        )
         self.init_state = nn.Linear(context_dim, hidden_size)  # context vector -> first state
         self.gru_cell = nn.GRUCell(embed_dim + context_dim, hidden_size)
         self.lm_head = nn.Linear(hidden_size + context_dim + embed_dim, vocab_size)
@@ -537,15 +601,19 @@ class Seq2Seq(nn.Module):
         pad_id: int = 0,
     ):
         super().__init__()
-        for name, value in (("src_vocab_size", src_vocab_size),
-                            ("tgt_vocab_size", tgt_vocab_size), ("embed_dim", embed_dim),
-                            ("hidden_size", hidden_size)):
+        for name, value in (
+            ("src_vocab_size", src_vocab_size),
+            ("tgt_vocab_size", tgt_vocab_size),
+            ("embed_dim", embed_dim),
+            ("hidden_size", hidden_size),
+        ):
             _check_positive_int(name, value)
         if not isinstance(attention, bool):
             raise TypeError(f"attention must be True or False, got {attention!r}")
         self.encoder = Encoder(src_vocab_size, embed_dim, hidden_size, pad_id)
-        self.decoder = Decoder(tgt_vocab_size, embed_dim, hidden_size,
-                               context_dim=hidden_size, attention=attention)
+        self.decoder = Decoder(
+            tgt_vocab_size, embed_dim, hidden_size, context_dim=hidden_size, attention=attention
+        )
 
     @property
     def uses_attention(self) -> bool:
@@ -576,16 +644,15 @@ class Seq2Seq(nn.Module):
         """
         _check_ids("tgt_in", tgt_in)
         if tgt_in.shape[0] != src.shape[0]:
-            raise ValueError(
-                f"tgt_in has batch size {tgt_in.shape[0]} but src has {src.shape[0]}"
-            )
+            raise ValueError(f"tgt_in has batch size {tgt_in.shape[0]} but src has {src.shape[0]}")
         states, context, keys = self.encode(src, src_mask)
         state = self.decoder.start(context)  # (batch, hidden)
         all_logits, all_weights = [], []
         # Step t needs the state of step t - 1: the steps run one after the other.
         for t in range(tgt_in.shape[1]):
-            logits, state, weights = self.decoder.step(tgt_in[:, t], state, states, src_mask,
-                                                       context, keys)
+            logits, state, weights = self.decoder.step(
+                tgt_in[:, t], state, states, src_mask, context, keys
+            )
             all_logits.append(logits)
             all_weights.append(weights)
         logits = torch.stack(all_logits, dim=1)  # (batch, tgt_len, vocab)
@@ -602,15 +669,21 @@ def _check_positive_int(name: str, value: object) -> None:
 
 def _check_ids(name: str, ids: object) -> None:
     if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.ndim != 2:
-        got = (f"a {ids.dtype} tensor of shape {tuple(ids.shape)}"
-               if isinstance(ids, torch.Tensor) else type(ids).__name__)
+        got = (
+            f"a {ids.dtype} tensor of shape {tuple(ids.shape)}"
+            if isinstance(ids, torch.Tensor)
+            else type(ids).__name__
+        )
         raise TypeError(f"{name} must be a (batch, seq_len) int64 tensor of ids, got {got}")
 
 
 def _check_mask(name: str, mask: object, shape: torch.Size) -> None:
     if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != shape:
-        got = (f"a {mask.dtype} tensor of shape {tuple(mask.shape)}"
-               if isinstance(mask, torch.Tensor) else type(mask).__name__)
+        got = (
+            f"a {mask.dtype} tensor of shape {tuple(mask.shape)}"
+            if isinstance(mask, torch.Tensor)
+            else type(mask).__name__
+        )
         raise TypeError(f"{name} must be a bool tensor of shape {tuple(shape)}, got {got}")
     lengths = mask.sum(dim=1, keepdim=True)  # (batch, 1)
     if (lengths == 0).any() or not torch.equal(mask, torch.arange(shape[1]) < lengths):
@@ -654,8 +727,9 @@ def train_seq2seq(
     history = []
     for _ in range(epochs):
         total, n_batches = 0.0, 0
-        for batch in batches(pairs, src_vocab, tgt_vocab, batch_size, shuffle=True,
-                             generator=generator):
+        for batch in batches(
+            pairs, src_vocab, tgt_vocab, batch_size, shuffle=True, generator=generator
+        ):
             logits, _ = model(batch.src, batch.src_mask, batch.tgt_in)  # (b, tgt_len, vocab)
             loss = loss_fn(logits.flatten(0, 1), batch.tgt_out.flatten())
             optimizer.zero_grad()
@@ -685,8 +759,7 @@ def greedy_decode(
     token = torch.full((src.shape[0],), bos_id, dtype=torch.long)  # (batch,) <bos> first
     tokens, all_weights = [], []
     for _ in range(max_len):
-        logits, state, weights = model.decoder.step(token, state, states, src_mask, context,
-                                                    keys)
+        logits, state, weights = model.decoder.step(token, state, states, src_mask, context, keys)
         token = logits.argmax(dim=-1)  # (batch,) greedy: the highest-scoring token
         tokens.append(token)
         all_weights.append(weights)
