@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .moe import SparseMoeBlock
 from .rope import rope_inv_freq
 
 __all__ = [
@@ -84,6 +85,12 @@ class Phi3Config:
     bos_token_id: int | None = 1
     eos_token_id: int | list[int] | None = 32000
     pad_token_id: int | None = 32000
+    # Mixture of experts (see tutorial_lib.moe): with num_local_experts set, every layer's MLP
+    # is a SparseMoeBlock of that many experts (each intermediate_size wide), and each token
+    # goes to num_experts_per_tok of them, their weights renormalised when norm_topk_prob.
+    num_local_experts: int | None = None  # None: a dense MLP (Phi-3, Llama, Mistral)
+    num_experts_per_tok: int = 2
+    norm_topk_prob: bool = True
 
     def __post_init__(self) -> None:
         if self.num_key_value_heads is None:
@@ -433,12 +440,26 @@ class Phi3MLP(nn.Module):
 # 7. Decoder layer
 # --------------------------------------------------------------------------------------
 class Phi3DecoderLayer(nn.Module):
-    """One transformer block: pre-norm attention, then pre-norm MLP, each added to the residual."""
+    """One transformer block: pre-norm attention, then pre-norm MLP, each added to the residual.
+
+    With ``config.num_local_experts`` set, the MLP is a mixture of experts (``SparseMoeBlock``,
+    as in Mixtral): same input, same output shape, a router choosing experts per token.
+    """
 
     def __init__(self, config: Phi3Config, layer_idx: int) -> None:
         super().__init__()
         self.self_attn = Phi3Attention(config, layer_idx)
-        self.mlp = Phi3MLP(config)
+        self.mlp: Phi3MLP | SparseMoeBlock
+        if config.num_local_experts is None:
+            self.mlp = Phi3MLP(config)
+        else:
+            self.mlp = SparseMoeBlock(
+                config.hidden_size,
+                config.intermediate_size,
+                num_experts=config.num_local_experts,
+                top_k=config.num_experts_per_tok,
+                norm_topk_prob=config.norm_topk_prob,
+            )
         self.input_layernorm = Phi3RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = Phi3RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
@@ -667,7 +688,7 @@ class Phi3ForCausalLM(nn.Module):
 
     @classmethod
     def from_hf(cls, hf_model: nn.Module) -> Phi3ForCausalLM:
-        """Copy a transformers Phi-3, Llama or Mistral model (see ``loading.from_hf``)."""
+        """Copy a transformers Phi-3, Llama, Mistral or Mixtral model (see ``loading.from_hf``)."""
         from .loading import from_hf
 
         return from_hf(hf_model, model_class=cls)
