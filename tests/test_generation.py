@@ -19,6 +19,7 @@ from transformers import (
 from tutorial_lib.generation import (
     apply_temperature,
     generate,
+    group_logits,
     process_logits,
     sample_next_token,
     stream,
@@ -326,3 +327,119 @@ def test_attention_mask_of_wrong_shape_raises(model):
         generate(model, ids, 4, attention_mask=torch.ones(2, 5, dtype=torch.long))
     with pytest.raises(ValueError, match=r"attention_mask must have shape \(batch, cached"):
         model(ids, attention_mask=torch.ones(1, 6, dtype=torch.long))
+
+
+# --------------------------------------------------------------------------------------
+# group_logits: the sampling explorer's data
+# --------------------------------------------------------------------------------------
+def grouped_distribution(groups, temperature, top_k, top_p):
+    """The explorer's arithmetic on the grouped logits, in Python (float64).
+
+    One row per listed token (count 1) and per group of other tokens (count n). Returns
+    (probability of each token of the row, how many tokens of the row are kept) per row. It is
+    the algorithm the browser runs; the test below checks it against ``process_logits``.
+    """
+    rows = [(u / groups.scale, 1) for u in groups.top_units]
+    rows += [
+        (u / groups.scale, n) for u, n in zip(groups.tail_units, groups.tail_counts, strict=True)
+    ]
+    top = max(v for v, _ in rows)
+    tie = {}  # value -> how many tokens have it
+    for v, n in rows:
+        tie[v] = tie.get(v, 0) + n
+    if temperature == 0:  # greedy: everything on the (unique) most likely token
+        return [(1.0 if v == top else 0.0, n if v == top else 0) for v, n in rows]
+    weight = [math.exp((v - top) / temperature) for v, _ in rows]
+    # Top-k: a token survives when fewer than k tokens are strictly more likely.
+    greater = [sum(n2 for v2, n2 in rows if v2 > v) for v, _ in rows]
+    kept_k = [top_k is None or g < top_k for g in greater]
+    z = sum(n * w for (_, n), w, k in zip(rows, weight, kept_k, strict=True) if k)
+    p = [w / z if k else 0.0 for w, k in zip(weight, kept_k, strict=True)]
+    # Top-p: drop the least likely tokens while their mass stays <= 1 - top_p; a tied value
+    # loses as many of its tokens as fit, counted, and the most likely token always stays.
+    removed_of_value = {}
+    for (v, _), pv in zip(rows, p, strict=True):
+        below = sum(n2 * p2 for (v2, n2), p2 in zip(rows, p, strict=True) if v2 < v)
+        if top_p >= 1:
+            r = 0
+        elif pv == 0:
+            r = tie[v]
+        else:
+            r = min(max(math.floor((1 - top_p - below) / pv), 0), tie[v])
+        removed_of_value[v] = min(r, tie[v] - 1) if v == top else r
+    kept, seen = [], {}
+    for (v, n), pv in zip(rows, p, strict=True):
+        if n == 1:  # a listed token: the first r listed tokens of a tied value are dropped
+            seen[v] = seen.get(v, 0) + 1
+            kept.append(0 if seen[v] <= removed_of_value[v] or pv == 0 else 1)
+        else:  # a group holds all tokens of its value
+            kept.append(0 if pv == 0 else n - removed_of_value[v])
+    z = sum(k * pv for k, pv in zip(kept, p, strict=True))
+    return [(pv / z if k else 0.0, k) for pv, k in zip(p, kept, strict=True)]
+
+
+def explorer_logits() -> torch.Tensor:
+    """(2000,) logits rounded to 0.1 with many ties, one clear maximum."""
+    g = torch.Generator().manual_seed(3)
+    logits = torch.round(2 * torch.randn(2000, generator=g), decimals=1)
+    logits[17] = logits.max() + 1.0
+    return logits
+
+
+def test_group_logits_lists_the_top_tokens_and_counts_the_rest():
+    logits = explorer_logits()
+    groups = group_logits(logits, n_top=10, decimals=1)
+    assert torch.equal(groups.rounded, torch.round(logits * 10) / 10)
+    assert groups.top_ids[0] == 17 and len(groups.top_ids) >= 10
+    assert len(groups.top_ids) + sum(groups.tail_counts) == 2000
+    assert min(groups.top_units) > max(groups.tail_units)  # no group shares a listed value
+    assert groups.tail_units == sorted(groups.tail_units, reverse=True)
+    # Each listed token's value, and each group's count, as counted from the vector itself.
+    assert [round(logits[i].item() * 10) for i in groups.top_ids] == groups.top_units
+    units = torch.round(logits * 10).long()
+    assert [int((units == u).sum()) for u in groups.tail_units] == groups.tail_counts
+    assert len(groups.tail_units) < 150  # small: about a hundred rows instead of 2,000 numbers
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.3, 1.0, 2.0])
+@pytest.mark.parametrize("top_k", [None, 1, 12, 300])
+@pytest.mark.parametrize("top_p", [1.0, 0.95, 0.6, 0.2])
+def test_grouped_arithmetic_equals_process_logits(temperature, top_k, top_p):
+    groups = group_logits(explorer_logits(), n_top=10, decimals=1)
+    rows = grouped_distribution(groups, temperature, top_k, top_p)
+    if temperature == 0:
+        expected = torch.zeros(2000).index_fill(0, groups.rounded.argmax(), 1.0)
+    else:
+        expected = process_logits(groups.rounded[None], temperature, top_k, top_p)[0].softmax(-1)
+    # The listed tokens one by one (tied ones compared as a sorted list)...
+    listed = torch.tensor([q for q, _ in rows[: len(groups.top_ids)]], dtype=torch.float64)
+    torch.testing.assert_close(
+        listed.sort().values, expected[groups.top_ids].sort().values.double(), atol=1e-6, rtol=0
+    )
+    # ... and every token as a sorted list: how many are kept and their probabilities.
+    tokens = torch.tensor([q for q, k in rows for _ in range(k)], dtype=torch.float64)
+    kept_expected = expected[expected > 0].double().sort().values
+    assert len(tokens) == len(kept_expected)
+    torch.testing.assert_close(tokens.sort().values, kept_expected, atol=1e-6, rtol=0)
+
+
+def test_grouped_arithmetic_cuts_inside_a_tied_group():
+    # A top-p boundary that falls inside a group of tied tokens keeps part of the group.
+    groups = group_logits(explorer_logits(), n_top=10, decimals=1)
+    rows = grouped_distribution(groups, 1.0, None, 0.5)[len(groups.top_ids) :]
+    cut = [k for (_, k), n in zip(rows, groups.tail_counts, strict=True) if 0 < k < n]
+    assert len(cut) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(logits=torch.zeros(2, 5)), "1-D"),
+        (dict(logits=torch.arange(5.0), n_top=0), "n_top"),
+        (dict(logits=torch.arange(5.0), n_top=2, decimals=9), "decimals"),
+        (dict(logits=torch.tensor([1.0, 1.001, 0.0]), n_top=2), "tie"),
+    ],
+)
+def test_group_logits_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        group_logits(**kwargs)

@@ -24,7 +24,7 @@ from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeSparseMoeBl
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
 
 from tutorial_lib.generation import generate
-from tutorial_lib.moe import SparseMoeBlock, load_balancing_loss, upcycle
+from tutorial_lib.moe import SparseMoeBlock, load_balancing_loss, router_choices, upcycle
 from tutorial_lib.phi3 import Phi3Config, Phi3ForCausalLM
 
 transformers.logging.set_verbosity_error()
@@ -266,3 +266,36 @@ def test_upcycle_rejects_an_moe_model():
     )
     with pytest.raises(ValueError, match="already is a mixture of experts"):
         upcycle(moe, num_experts=4, top_k=2)
+
+
+@torch.no_grad()
+def test_router_choices_are_what_the_experts_receive():
+    moe = upcycle(tiny_dense_model(), num_experts=4, top_k=2)
+    for block in moe.modules():
+        if isinstance(block, SparseMoeBlock):
+            block.experts.gate_up_proj.add_(0.05 * torch.randn_like(block.experts.gate_up_proj))
+    ids = torch.randint(0, 96, (1, 7), generator=torch.Generator().manual_seed(0))
+    received = []  # what each layer's experts were called with: (tokens, index, weights)
+    hooks = [
+        block.experts.register_forward_hook(lambda m, args, out: received.append(args[1:3]))
+        for block in moe.modules()
+        if isinstance(block, SparseMoeBlock)
+    ]
+    moe(ids)
+    for hook in hooks:
+        hook.remove()
+    choices = router_choices(moe, ids)
+    assert len(choices) == len(received) == 2
+    for (experts, weights), (index, index_weights) in zip(choices, received, strict=True):
+        assert experts.shape == weights.shape == (7, 2)
+        assert torch.equal(experts, index)
+        torch.testing.assert_close(weights, index_weights)
+        torch.testing.assert_close(weights.sum(-1), torch.ones(7))  # renormalised
+
+
+def test_router_choices_rejects_a_dense_model_and_batches():
+    with pytest.raises(ValueError, match="no SparseMoeBlock"):
+        router_choices(tiny_dense_model(), torch.zeros(1, 3, dtype=torch.long))
+    moe = upcycle(tiny_dense_model(), num_experts=4, top_k=2)
+    with pytest.raises(ValueError, match="input_ids"):
+        router_choices(moe, torch.zeros(2, 3, dtype=torch.long))

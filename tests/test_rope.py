@@ -6,6 +6,7 @@ that holds the same ``rope_parameters``.
 """
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -14,8 +15,8 @@ from transformers import LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.phi3.modeling_phi3 import Phi3RotaryEmbedding as HFPhi3RotaryEmbedding
 
-from tutorial_lib.phi3 import Phi3Config
-from tutorial_lib.rope import ROPE_TYPES, rope_inv_freq
+from tutorial_lib.phi3 import Phi3Config, Phi3RotaryEmbedding, apply_rotary_pos_emb
+from tutorial_lib.rope import ROPE_TYPES, rope_inv_freq, rope_pairs, rope_scores
 
 transformers.logging.set_verbosity_error()
 
@@ -325,3 +326,52 @@ def test_config_folds_rope_theta_and_partial_rotary_factor_into_rope_parameters(
         Phi3Config(rope_theta=100.0, rope_parameters=dict(rope_type="default", rope_theta=500.0))
     with pytest.raises(ValueError, match=r"partial_rotary_factor=0 must be in \(0, 1\]"):
         Phi3Config(partial_rotary_factor=0)
+
+
+# --------------------------------------------------------------------------------------
+# rope_pairs and rope_scores: the rotary explorer's data
+# --------------------------------------------------------------------------------------
+def test_rope_pairs_are_the_dimensions_that_turn_together():
+    x = torch.arange(8.0)
+    pairs = rope_pairs(x)  # (4, 2): dimension j with dimension j + 4
+    assert pairs.tolist() == [[0, 4], [1, 5], [2, 6], [3, 7]]
+    # Turning the pairs as 2-D vectors is the engine's rotation.
+    inv_freq, _ = rope_inv_freq({"rope_type": "default", "rope_theta": 100.0}, 8, 64)
+    cos, sin = Phi3RotaryEmbedding(
+        Phi3Config(hidden_size=8, num_attention_heads=1, rope_theta=100.0)
+    )(torch.tensor([[3]]), torch.float32)
+    rotated = apply_rotary_pos_emb(x.view(1, 1, 1, 8), cos, sin).view(8)
+    angle = 3 * inv_freq  # (4,)
+    by_hand = torch.stack(
+        [
+            pairs[:, 0] * angle.cos() - pairs[:, 1] * angle.sin(),
+            pairs[:, 0] * angle.sin() + pairs[:, 1] * angle.cos(),
+        ],
+        dim=-1,
+    )
+    torch.testing.assert_close(rope_pairs(rotated), by_hand)
+
+
+def test_rope_scores_equal_the_engine_at_any_absolute_positions():
+    config = Phi3Config(hidden_size=64, num_attention_heads=2, rope_theta=10_000.0)
+    g = torch.Generator().manual_seed(0)
+    query, key = torch.randn(32, generator=g), torch.randn(32, generator=g)
+    rotary = Phi3RotaryEmbedding(config)
+    offsets = torch.tensor([-7, 0, 3, 40])
+    scores = rope_scores(query, key, rotary.inv_freq, offsets)
+    for m in (40, 100, 1000):  # the query's position; the key sits at m - offset
+        cos_q, sin_q = rotary(torch.full((1, 4), m), torch.float32)  # (1, 4, 32)
+        cos_k, sin_k = rotary((m - offsets)[None], torch.float32)
+        q = apply_rotary_pos_emb(query.expand(1, 1, 4, 32), cos_q, sin_q)  # (1, 1, 4, 32)
+        k = apply_rotary_pos_emb(key.expand(1, 1, 4, 32), cos_k, sin_k)
+        engine = (q * k).sum(-1).view(4) / math.sqrt(32)
+        torch.testing.assert_close(scores.float(), engine, atol=1e-4, rtol=0)
+
+
+def test_rope_scores_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match="query and key"):
+        rope_scores(torch.zeros(8), torch.zeros(6), torch.zeros(4), torch.arange(3))
+    with pytest.raises(ValueError, match="inv_freq"):
+        rope_scores(torch.zeros(8), torch.zeros(8), torch.zeros(3), torch.arange(3))
+    with pytest.raises(ValueError, match="even length"):
+        rope_pairs(torch.zeros(5))

@@ -14,12 +14,16 @@ copies a pinned bundle in at build time), and Jupyter or Colab fetch them from a
 
 from __future__ import annotations
 
+import math
 import re
 
 import altair as alt
+import torch
 from altair.utils.html import spec_to_html
 
-__all__ = ["ControlHTML", "show"]
+from .generation import GroupedLogits
+
+__all__ = ["ControlHTML", "expert_router", "rotary_explorer", "sampling_explorer", "show"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
@@ -61,3 +65,431 @@ def show(chart: alt.TopLevelMixin, name: str) -> ControlHTML:
         template="universal",
     )
     return ControlHTML(html, spec)
+
+
+# ======================================================================================
+# Chapters 06, 11, 12: the sampling explorer, the rotary explorer, the expert router
+# ======================================================================================
+_SLIDER = alt.binding_range  # a short name for the many sliders below
+
+
+# --- Chapter 06: sampling explorer -----------------------------------------------------
+def sampling_explorer(
+    distributions: dict[str, tuple[GroupedLogits, list[str]]],
+    temperature: float = 0.8,
+    top_k: int = 50,
+    top_p: float = 0.9,
+) -> alt.VConcatChart:
+    """Next-token probabilities after temperature, top-k and top-p, for a few prompts.
+
+    ``distributions`` maps each prompt to its ``generation.group_logits`` result and the labels
+    of its listed tokens. The arithmetic of ``generation.process_logits`` runs in the browser
+    on the grouped logits: temperature (0 = greedy), then top-k (0 = off; ties with the k-th
+    logit stay), then top-p (the least likely tokens dropped while their mass stays
+    <= 1 - p, counted token by token inside a group of tied values). Bars show the listed
+    tokens and one bar for all other tokens; kept tokens are coloured; a tick marks each
+    token's probability at T = 1 without filters; a line above reads the entropy.
+    """
+    rows = []
+    for prompt, (groups, labels) in distributions.items():
+        if len(labels) != len(groups.top_ids):
+            raise ValueError(
+                f"{prompt!r}: {len(labels)} labels for {len(groups.top_ids)} listed tokens"
+            )
+        rows.append(
+            {
+                "prompt": prompt,
+                "s": groups.scale,
+                "u": groups.top_units + groups.tail_units,  # logits times s
+                "c": [1] * len(groups.top_ids) + groups.tail_counts,  # tokens with that logit
+                "t": list(labels),  # labels of the listed tokens; null for the groups
+            }
+        )
+    prompts = list(distributions)
+    prompt = alt.param(
+        name="prompt", value=prompts[0], bind=alt.binding_select(options=prompts, name="prompt ")
+    )
+    temp = alt.param(
+        name="T", value=temperature, bind=_SLIDER(min=0, max=2, step=0.05, name="temperature ")
+    )
+    k = alt.param(name="K", value=top_k, bind=_SLIDER(min=0, max=100, step=1, name="top-k "))
+    p = alt.param(name="P", value=top_p, bind=_SLIDER(min=0.05, max=1, step=0.05, name="top-p "))
+    desc = [alt.SortField("logit", order="descending")]
+    readout = (
+        alt.Chart()
+        .transform_filter("datum.greater == 0")  # one row: the most likely token
+        .transform_calculate(
+            text="'entropy ' + format(datum.H, '.3f') + ' nats;  ' + format(datum.n_kept, ',')"
+            " + ' of ' + format(datum.vocab, ',') + ' tokens can be drawn'"
+        )
+        .mark_text(align="left", fontSize=14, x=0, y=10)
+        .encode(text="text:N")
+        .properties(width=560, height=20, name="readout")
+    )
+    base = (
+        alt.Chart()
+        .transform_calculate(
+            bar="datum.t != null ? datum.t : 'all other tokens'",
+            order="datum.t != null ? datum.logit : -1e9",
+        )
+        .transform_aggregate(
+            mass="sum(mass)",
+            kept="sum(kept)",
+            model="sum(p0)",
+            tokens="sum(c)",
+            order="max(order)",
+            groupby=["bar"],
+        )
+        .transform_calculate(status="datum.kept > 0 ? 'can be drawn' : 'dropped'")
+        .encode(
+            y=alt.Y(
+                "bar:N",
+                sort=alt.EncodingSortField("order", op="max", order="descending"),
+                title="next token",
+                axis=alt.Axis(labelFontSize=12, labelLimit=160),
+            )
+        )
+    )
+    probability = alt.X("mass:Q", title="probability", scale=alt.Scale(domain=[0, 1]))
+    bars = base.mark_bar().encode(
+        x=probability,
+        color=alt.Color(
+            "status:N",
+            scale=alt.Scale(domain=["can be drawn", "dropped"], range=["#4c78a8", "#cccccc"]),
+            legend=alt.Legend(title=None, orient="bottom"),
+        ),
+        tooltip=["bar:N", alt.Tooltip("mass:Q", format=".4f"), "kept:Q", "tokens:Q"],
+    )
+    ticks = base.mark_tick(color="black", thickness=2).encode(x="model:Q")
+    numbers = (
+        base.mark_text(align="left", dx=4, fontSize=11)
+        .encode(x=probability, text=alt.Text("mass:Q", format=".4f"))
+        .properties(name="probabilities")
+    )
+    chart = alt.vconcat(
+        readout,
+        alt.layer(bars, ticks, numbers).properties(
+            width=560,
+            height=alt.Step(17),
+            title=alt.Title(
+                "bars: after the settings; black ticks: the model's own (T = 1, no filters)",
+                fontSize=12,
+                fontWeight="normal",
+            ),
+        ),
+        data=alt.Data(values=rows),
+    )
+    return (
+        chart.transform_flatten(["u", "c", "t"])
+        .transform_filter("datum.prompt == prompt")
+        .transform_calculate(logit="datum.u / datum.s")
+        .transform_joinaggregate(top="max(logit)", vocab="sum(c)")
+        .transform_joinaggregate(tie="sum(c)", groupby=["logit"])
+        # How many tokens have a logit >= this one (the frame takes in all tied rows).
+        .transform_window(n_ge="sum(c)", sort=desc, frame=[None, 0])
+        .transform_calculate(
+            greater="datum.n_ge - datum.tie",  # tokens strictly more likely
+            p0="datum.c * exp(datum.logit - datum.top)",  # T = 1, unnormalised
+            # Temperature; T = 0 is greedy: all weight on the most likely token.
+            w="T == 0 ? (datum.greater == 0 ? 1 : 0) : exp((datum.logit - datum.top) / T)",
+        )
+        # Top-k: a token stays when fewer than k tokens are strictly more likely.
+        .transform_calculate(keep_k="T == 0 || K == 0 || datum.greater < K ? 1 : 0")
+        .transform_calculate(mk="datum.keep_k * datum.c * datum.w")
+        .transform_joinaggregate(zk="sum(mk)", z0="sum(p0)")
+        .transform_calculate(pk="datum.keep_k * datum.w / datum.zk")  # each token's probability
+        .transform_calculate(mpk="datum.c * datum.pk")
+        .transform_joinaggregate(total="sum(mpk)")
+        .transform_window(m_ge="sum(mpk)", sort=desc, frame=[None, 0])
+        # Top-p: the least likely tokens go while their mass stays <= 1 - p; of a tied value,
+        # as many tokens as fit (r); the most likely token always stays.
+        .transform_calculate(
+            below="datum.total - datum.m_ge",
+            r0="T == 0 || P >= 1 ? 0 : (datum.pk == 0 ? datum.tie : "
+            "clamp(floor((1 - P - datum.below) / datum.pk), 0, datum.tie))",
+        )
+        .transform_calculate(r="datum.greater == 0 ? min(datum.r0, datum.tie - 1) : datum.r0")
+        .transform_window(idx="row_number()", groupby=["logit"], sort=[alt.SortField("t")])
+        .transform_calculate(
+            kept="datum.pk == 0 ? 0 : (datum.t != null ? (datum.idx > datum.r ? 1 : 0) "
+            ": datum.c - datum.r)"
+        )
+        .transform_calculate(fm="datum.kept * datum.pk")
+        .transform_joinaggregate(z="sum(fm)")
+        .transform_calculate(
+            mass="datum.fm / datum.z",  # the row's share of the final distribution
+            q="datum.kept > 0 ? datum.pk / datum.z : 0",  # each kept token's probability
+            p0="datum.p0 / datum.z0",
+        )
+        .transform_calculate(h="datum.q > 0 ? -datum.kept * datum.q * log(datum.q) : 0")
+        .transform_joinaggregate(H="sum(h)", n_kept="sum(kept)")
+        .add_params(prompt, temp, k, p)
+    )
+
+
+# --- Chapter 11: rotary explorer -------------------------------------------------------
+def rotary_explorer(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    inv_freq: torch.Tensor,
+    offsets: torch.Tensor,
+    scores: torch.Tensor,
+    shown_pairs: tuple[int, ...] = (0, 2, 6, 16),
+    m: int = 5,
+    n: int = 2,
+    max_position: int = 64,
+) -> alt.VConcatChart:
+    """Turn a query by position ``m`` and a key by ``n`` (sliders) and watch their score.
+
+    ``query`` and ``key`` are the (d/2, 2) pairs of ``rope.rope_pairs``, ``inv_freq`` their
+    (d/2,) frequencies; ``offsets`` and ``scores`` the curve of ``rope.rope_scores``. The
+    browser rotates every pair by ``m * theta`` and ``n * theta``, draws the ``shown_pairs``
+    as arrows (each pair scaled to its longer vector) and adds up the score
+    ``sum_i q_i(m) . k_i(n) / sqrt(d)``; a dot puts that score on the curve at ``m - n``.
+    """
+    if query.shape != key.shape or query.dim() != 2 or query.shape[1] != 2:
+        raise ValueError(
+            f"query and key must be (d/2, 2) pairs, got {tuple(query.shape)}, {tuple(key.shape)}"
+        )
+    if inv_freq.shape != query.shape[:1]:
+        raise ValueError(
+            f"inv_freq must have shape ({query.shape[0]},), got {tuple(inv_freq.shape)}"
+        )
+    d = 2 * query.shape[0]
+    pairs = [
+        {
+            "i": i,
+            "qx": round(float(q[0]), 4),
+            "qy": round(float(q[1]), 4),
+            "kx": round(float(k[0]), 4),
+            "ky": round(float(k[1]), 4),
+            "th": float(th),
+            "slot": shown_pairs.index(i) if i in shown_pairs else -1,  # panel of a shown pair
+        }
+        for i, (q, k, th) in enumerate(
+            zip(query.tolist(), key.tolist(), inv_freq.tolist(), strict=True)
+        )
+    ]
+    curve = [
+        {"offset": int(o), "score": round(float(v), 4)}
+        for o, v in zip(offsets, scores, strict=True)
+    ]
+    m_param = alt.param(
+        name="m", value=m, bind=_SLIDER(min=0, max=max_position, step=1, name="query position m ")
+    )
+    n_param = alt.param(
+        name="n", value=n, bind=_SLIDER(min=0, max=max_position, step=1, name="key position n ")
+    )
+    rotated = (
+        alt.Chart(alt.Data(values=pairs))
+        .transform_calculate(
+            a="m * datum.th",  # the query pair's angle
+            b="n * datum.th",  # the key pair's angle
+        )
+        .transform_calculate(
+            qxr="datum.qx * cos(datum.a) - datum.qy * sin(datum.a)",
+            qyr="datum.qx * sin(datum.a) + datum.qy * cos(datum.a)",
+            kxr="datum.kx * cos(datum.b) - datum.ky * sin(datum.b)",
+            kyr="datum.kx * sin(datum.b) + datum.ky * cos(datum.b)",
+        )
+        .transform_calculate(dot="datum.qxr * datum.kxr + datum.qyr * datum.kyr")
+        .transform_joinaggregate(total="sum(dot)")
+        .transform_calculate(score=f"datum.total / sqrt({d})")
+    )
+    readout = (
+        rotated.transform_filter("datum.i == 0")
+        .transform_calculate(
+            text="'m = ' + m + ', n = ' + n + ',  m - n = ' + (m - n) + ':  score q(m) . k(n) "
+            f"/ sqrt({d}) = ' + format(datum.score, '.4f')"
+        )
+        .mark_text(align="left", fontSize=14, x=0, y=10)
+        .encode(text="text:N")
+        .properties(width=600, height=20, name="readout")
+    )
+    # The shown pairs, each in its own panel: arrows from the panel's centre (cx, 0).
+    arrows = rotated.transform_filter("datum.slot >= 0").transform_calculate(
+        cx="2.6 * datum.slot",
+        r="max(sqrt(datum.qx * datum.qx + datum.qy * datum.qy),"
+        " sqrt(datum.kx * datum.kx + datum.ky * datum.ky))",
+    )
+    x_scale = alt.Scale(domain=[-1.3, 2.6 * len(shown_pairs) - 1.3])
+    y_scale = alt.Scale(domain=[-1.3, 1.3])
+    no_axis = dict(axis=None)
+    vector_layers = []
+    for who, color in (("q", "#e45756"), ("k", "#4c78a8")):
+        tip_x = f"datum.cx + datum.{who}xr / datum.r"
+        tip_y = f"datum.{who}yr / datum.r"
+        vector_layers.append(
+            arrows.transform_calculate(x0="datum.cx", y0="0", x1=tip_x, y1=tip_y)
+            .mark_rule(color=color, strokeWidth=3)
+            .encode(
+                x=alt.X("x0:Q", scale=x_scale, **no_axis),
+                y=alt.Y("y0:Q", scale=y_scale, **no_axis),
+                x2="x1:Q",
+                y2="y1:Q",
+            )
+        )
+        vector_layers.append(
+            arrows.transform_calculate(x1=tip_x, y1=tip_y)
+            .mark_point(color=color, filled=True, size=60)
+            .encode(
+                x=alt.X("x1:Q", scale=x_scale, **no_axis), y=alt.Y("y1:Q", scale=y_scale, **no_axis)
+            )
+        )
+    # A unit circle around each panel's centre, as points along it (drawn as a line).
+    circle = [
+        {
+            "panel": j,
+            "deg": deg,
+            "cx": 2.6 * j + math.cos(math.radians(deg)),
+            "cy": math.sin(math.radians(deg)),
+        }
+        for j in range(len(shown_pairs))
+        for deg in range(0, 361, 10)
+    ]
+    circles = (
+        alt.Chart(alt.Data(values=circle))
+        .mark_line(color="#bbbbbb", strokeWidth=1)
+        .encode(
+            x=alt.X("cx:Q", scale=x_scale, **no_axis),
+            y=alt.Y("cy:Q", scale=y_scale, **no_axis),
+            detail="panel:N",
+            order="deg:Q",
+        )
+    )
+    labels = (
+        arrows.transform_calculate(
+            label="'pair ' + datum.i + ': ' + format(datum.th, '.3g') + ' rad/position'",
+            ly="-1.25",
+        )
+        .mark_text(fontSize=11)
+        .encode(
+            x=alt.X("cx:Q", scale=x_scale, **no_axis),
+            y=alt.Y("ly:Q", scale=y_scale, **no_axis),
+            text="label:N",
+        )
+    )
+    panels = alt.layer(circles, *vector_layers, labels).properties(
+        width=600,
+        height=600 / (2.6 * len(shown_pairs)) * 2.6,
+        title=alt.Title(
+            "red: query pair turned by m x theta; blue: key pair turned by n x theta",
+            fontSize=12,
+            fontWeight="normal",
+        ),
+    )
+    line = (
+        alt.Chart(alt.Data(values=curve))
+        .mark_line(color="#888888")
+        .encode(
+            x=alt.X("offset:Q", title="m - n", scale=alt.Scale(nice=False)),
+            y=alt.Y("score:Q", title="score"),
+        )
+    )
+    here = (
+        rotated.transform_filter("datum.i == 0")
+        .transform_calculate(offset="m - n")
+        .mark_point(color="#e45756", filled=True, size=90)
+        .encode(x="offset:Q", y="score:Q")
+    )
+    scores_chart = alt.layer(line, here).properties(
+        width=600,
+        height=200,
+        title=alt.Title(
+            "the score for every m - n (line, from Python) and at the sliders' m, n (dot)",
+            fontSize=12,
+            fontWeight="normal",
+        ),
+    )
+    return alt.vconcat(readout, panels, scores_chart).add_params(m_param, n_param)
+
+
+# --- Chapter 12: expert router ---------------------------------------------------------
+def expert_router(
+    tokens: list[str],
+    choices: list[tuple[torch.Tensor, torch.Tensor]],
+    num_experts: int,
+    layer: int = 0,
+) -> alt.VConcatChart:
+    """Which experts each token of a text goes to, layer by layer (radio buttons).
+
+    ``tokens`` are the labels of the text's tokens, ``choices`` the per-layer
+    ``(experts, weights)``, each (seq, top_k), of ``moe.router_choices``. Top: one bar per
+    token, split into its experts' gate weights; bottom: how many tokens each expert receives
+    in the chosen layer.
+    """
+    rows = []
+    for layer_index, (experts, weights) in enumerate(choices):
+        if experts.shape != (len(tokens), experts.shape[1]) or weights.shape != experts.shape:
+            raise ValueError(
+                f"layer {layer_index}: experts and weights must be ({len(tokens)}, top_k), got "
+                f"{tuple(experts.shape)} and {tuple(weights.shape)}"
+            )
+        for pos, token in enumerate(tokens):
+            for rank in range(experts.shape[1]):
+                rows.append(
+                    {
+                        "layer": layer_index,
+                        "pos": pos,
+                        "token": f"{pos:02d} {token}",  # unique and in text order
+                        "rank": rank,
+                        "expert": int(experts[pos, rank]),
+                        "weight": round(float(weights[pos, rank]), 4),
+                    }
+                )
+    layer_param = alt.param(
+        name="layer",
+        value=layer,
+        bind=alt.binding_radio(options=list(range(len(choices))), name="layer "),
+    )
+    expert_colors = alt.Scale(domain=list(range(num_experts)), scheme="category10")
+    chosen = alt.Chart(alt.Data(values=rows)).transform_filter("datum.layer == layer")
+    gates = chosen.encode(
+        x=alt.X(
+            "token:N",
+            sort=None,
+            title="token (position and text)",
+            axis=alt.Axis(labelAngle=-60, labelFontSize=11, labelLimit=120),
+        ),
+        y=alt.Y("weight:Q", stack="zero", title="gate weight", scale=alt.Scale(domain=[0, 1])),
+        order=alt.Order("rank:Q"),
+    )
+    bars = gates.mark_bar(stroke="white").encode(
+        color=alt.Color("expert:N", scale=expert_colors, legend=alt.Legend(title="expert")),
+        tooltip=["token:N", "expert:N", alt.Tooltip("weight:Q", format=".3f")],
+    )
+    numbers = (
+        gates.transform_stack(
+            stack="weight", groupby=["token"], sort=[alt.SortField("rank")], as_=["w0", "w1"]
+        )
+        .transform_calculate(mid="(datum.w0 + datum.w1) / 2")
+        .mark_text(color="white", fontSize=11, fontWeight="bold")
+        .encode(y=alt.Y("mid:Q", stack=None), text="expert:N")
+        .properties(name="experts")
+    )
+    per_token = alt.layer(bars, numbers).properties(
+        width=620,
+        height=200,
+        title=alt.Title(
+            "each token's experts (numbers) and their gate weights",
+            fontSize=12,
+            fontWeight="normal",
+        ),
+    )
+    load = chosen.transform_aggregate(tokens="count()", groupby=["expert"]).encode(
+        x=alt.X("expert:O", title="expert", scale=alt.Scale(domain=list(range(num_experts)))),
+        y=alt.Y("tokens:Q", title="tokens routed to it"),
+    )
+    load_chart = alt.layer(
+        load.mark_bar().encode(color=alt.Color("expert:N", scale=expert_colors)),
+        load.mark_text(dy=-6, fontSize=11).encode(text="tokens:Q").properties(name="load"),
+    ).properties(
+        width=620,
+        height=140,
+        title=alt.Title(
+            "load: how many tokens each expert receives in this layer",
+            fontSize=12,
+            fontWeight="normal",
+        ),
+    )
+    return alt.vconcat(per_token, load_chart).add_params(layer_param)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -22,11 +23,13 @@ from transformers import PreTrainedTokenizerBase
 from .phi3 import KVCache, Phi3ForCausalLM, check_input_ids
 
 __all__ = [
+    "GroupedLogits",
     "apply_temperature",
     "MODEL_EOS",
     "chat",
     "chat_prompt",
     "generate",
+    "group_logits",
     "process_logits",
     "sample_next_token",
     "stream",
@@ -115,6 +118,65 @@ def sample_next_token(
         return logits.argmax(dim=-1)  # (batch,)
     probs = process_logits(logits.float(), temperature, top_k, top_p).softmax(dim=-1)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)  # (batch,)
+
+
+# --------------------------------------------------------------------------------------
+# A next-token distribution in a small, exact form (the data of the sampling explorer)
+# --------------------------------------------------------------------------------------
+class GroupedLogits(NamedTuple):
+    """A logit vector rounded to ``1 / scale``, as the few most likely tokens plus groups.
+
+    ``rounded`` is the whole (vocab,) vector; it equals ``units / scale`` in float32, where
+    ``units`` are integers. The most likely tokens are listed one by one; every other token is
+    counted in the group of its rounded value. Softmax sums, top-k ranks and the top-p cut
+    depend only on the values and how many tokens have each, so this form is enough to
+    compute ``process_logits(rounded, ...)`` exactly, with a few hundred numbers instead of
+    one per vocabulary token.
+    """
+
+    rounded: torch.Tensor  # (vocab,) float32: the logits every computation starts from
+    scale: int  # the logits are multiples of 1 / scale
+    top_ids: list[int]  # the tokens listed one by one, most likely first (ties: by id)
+    top_units: list[int]  # their rounded logits, times scale
+    tail_units: list[int]  # every other rounded logit value, times scale, highest first
+    tail_counts: list[int]  # how many of the other tokens have each value
+
+
+def group_logits(logits: torch.Tensor, n_top: int = 25, decimals: int = 2) -> GroupedLogits:
+    """Round ``logits`` (vocab,) to ``decimals`` places and group all but the top tokens.
+
+    The ``n_top`` most likely tokens are listed one by one, plus any tied with the last of
+    them, so that no group shares its value with a listed token. The most likely token must
+    be unique after rounding (greedy decoding must have one answer).
+    """
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 1:
+        raise ValueError(
+            f"logits must be a 1-D tensor (vocab,), got {getattr(logits, 'shape', logits)!r}"
+        )
+    if isinstance(n_top, bool) or not isinstance(n_top, int) or not 1 <= n_top <= len(logits):
+        raise ValueError(f"n_top={n_top!r} must be an integer in [1, {len(logits)}]")
+    if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 4:
+        raise ValueError(f"decimals={decimals!r} must be an integer in [0, 4]")
+    scale = 10**decimals
+    units = torch.round(logits.detach().double().cpu() * scale).long()  # (vocab,) integers
+    rounded = units.float() / scale  # (vocab,) float32, the same division everywhere
+    # Most likely first; ties by token id, so the order is the same on every machine.
+    values, ids = torch.sort(units, descending=True, stable=True)  # stable: ties by id
+    if len(values) > 1 and values[0] == values[1]:
+        raise ValueError(
+            f"the two most likely tokens tie after rounding to {decimals} decimals; "
+            "use more decimals"
+        )
+    n_listed = int((values >= values[n_top - 1]).sum())  # n_top, plus ties with the last one
+    tail_units, tail_counts = torch.unique(values[n_listed:], return_counts=True)  # ascending
+    return GroupedLogits(
+        rounded=rounded,
+        scale=scale,
+        top_ids=ids[:n_listed].tolist(),
+        top_units=values[:n_listed].tolist(),
+        tail_units=tail_units.flip(0).tolist(),
+        tail_counts=tail_counts.flip(0).tolist(),
+    )
 
 
 # --------------------------------------------------------------------------------------

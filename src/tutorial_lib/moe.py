@@ -14,6 +14,7 @@ Read this file top to bottom:
 4. ``SparseMoeBlock``      - router + experts (+ shared expert): the MoE layer itself
 5. ``load_balancing_loss`` - the auxiliary loss that keeps the router from using few experts
 6. ``upcycle``             - turn a dense model into an MoE whose experts start as its MLPs
+7. ``router_choices``      - which experts each layer picks for each token of a text
 
 The weights are laid out as transformers 5 stores them (``mlp.gate.weight``,
 ``mlp.experts.gate_up_proj`` (experts, 2 * intermediate, hidden) with the gate rows first,
@@ -37,6 +38,7 @@ __all__ = [
     "SparseMoeBlock",
     "expert_mlp",
     "load_balancing_loss",
+    "router_choices",
     "upcycle",
 ]
 
@@ -350,3 +352,40 @@ def upcycle(model: nn.Module, num_experts: int, top_k: int, router_std: float = 
             block.experts.down_proj.copy_(dense.down_proj.weight.expand(num_experts, -1, -1))
         layer.mlp = block
     return moe_model
+
+
+# --------------------------------------------------------------------------------------
+# 7. Reading the routing of a text
+# --------------------------------------------------------------------------------------
+@torch.no_grad()
+def router_choices(
+    model: nn.Module, input_ids: torch.Tensor
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Which experts each MoE layer of ``model`` picks for each token of ``input_ids`` (1, seq).
+
+    Runs the model once and returns, per MoE layer in order, ``(experts, weights)``: the
+    chosen experts, (seq, top_k), most probable first, and their gate weights, (seq, top_k),
+    as the layer's ``route`` computes them (renormalised when ``norm_topk_prob``).
+    """
+    if input_ids.dim() != 2 or input_ids.shape[0] != 1:
+        raise ValueError(f"input_ids must have shape (1, seq), got {tuple(input_ids.shape)}")
+    blocks = [m for m in model.modules() if isinstance(m, SparseMoeBlock)]
+    if not blocks:
+        raise ValueError("model has no SparseMoeBlock: it is not a mixture-of-experts model")
+    inputs: dict[SparseMoeBlock, torch.Tensor] = {}  # block -> its input, (1, seq, hidden)
+
+    def keep_input(block: nn.Module, args: tuple) -> None:
+        inputs[block] = args[0]
+
+    hooks = [block.register_forward_pre_hook(keep_input) for block in blocks]
+    try:
+        model(input_ids)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    choices = []
+    for block in blocks:
+        # The block's own routing of its input tokens: (seq, top_k) weights and experts.
+        _, weights, experts = block.route(inputs[block][0])
+        choices.append((experts, weights))
+    return choices

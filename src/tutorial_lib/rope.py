@@ -34,7 +34,14 @@ import math
 
 import torch
 
-__all__ = ["ROPE_TYPES", "longrope_attention_scaling", "rope_inv_freq", "yarn_get_mscale"]
+__all__ = [
+    "ROPE_TYPES",
+    "longrope_attention_scaling",
+    "rope_inv_freq",
+    "rope_pairs",
+    "rope_scores",
+    "yarn_get_mscale",
+]
 
 ROPE_TYPES = ("default", "linear", "dynamic", "yarn", "longrope", "llama3")
 
@@ -256,3 +263,46 @@ def _yarn_inv_freq(
     inv_freq_interpolated = 1.0 / (factor * wavelength_scale)
     inv_freq = inv_freq_interpolated * (1 - keep) + inv_freq_kept * keep
     return inv_freq, float(attention_factor)
+
+
+# --------------------------------------------------------------------------------------
+# What the rotation does to one query and one key (the data of the rotary explorer)
+# --------------------------------------------------------------------------------------
+def rope_pairs(x: torch.Tensor) -> torch.Tensor:
+    """The 2-D pairs that RoPE turns, (d/2, 2), of a vector ``x`` (d,).
+
+    In Hugging Face's layout (the one ``tutorial_lib.phi3`` uses) dimension ``j`` pairs with
+    dimension ``j + d/2``; pair ``i`` turns by ``position * inv_freq[i]``.
+    """
+    if x.dim() != 1 or x.shape[0] % 2:
+        raise ValueError(f"x must be a vector of even length (d,), got shape {tuple(x.shape)}")
+    first, second = x.chunk(2)  # (d/2,) each
+    return torch.stack((first, second), dim=-1)  # (d/2, 2)
+
+
+def rope_scores(
+    query: torch.Tensor, key: torch.Tensor, inv_freq: torch.Tensor, offsets: torch.Tensor
+) -> torch.Tensor:
+    """The score ``q(m) . k(n) / sqrt(d)`` of RoPE-rotated vectors, for each offset ``m - n``.
+
+    ``query`` and ``key`` are (d,) vectors before rotation and ``inv_freq`` their (d/2,)
+    frequencies. As complex numbers, pair ``i`` of the rotated query is ``q_i e^(i m theta_i)``
+    and of the key ``k_i e^(i n theta_i)``; their dot product is the real part of
+    ``q_i conj(k_i) e^(i (m - n) theta_i)``, which depends on ``m - n`` only. Returns one score
+    per offset, (len(offsets),), in float64.
+    """
+    if query.shape != key.shape or query.dim() != 1:
+        raise ValueError(
+            f"query and key must be vectors of one shape (d,), got {tuple(query.shape)} "
+            f"and {tuple(key.shape)}"
+        )
+    if inv_freq.shape != (query.shape[0] // 2,):
+        raise ValueError(
+            f"inv_freq must have shape ({query.shape[0] // 2},), one frequency per pair, "
+            f"got {tuple(inv_freq.shape)}"
+        )
+    q, k = rope_pairs(query.double()), rope_pairs(key.double())  # (d/2, 2)
+    q_complex, k_complex = torch.view_as_complex(q), torch.view_as_complex(k)  # (d/2,)
+    angles = offsets.double()[:, None] * inv_freq.double()  # (offsets, d/2)
+    turned = q_complex * k_complex.conj() * torch.polar(torch.ones_like(angles), angles)
+    return turned.real.sum(dim=-1) / math.sqrt(query.shape[0])  # (offsets,)
