@@ -1,11 +1,15 @@
 """Check the built book: every toc page exists as HTML, search works, and key pages render.
 
 Pages are screenshotted with headless Chromium and checked to be non-blank, with their title
-present in the rendered DOM.
+present in the rendered DOM. The book's controls (``tutorial_lib.controls``) are driven in
+headless Chromium through Playwright with every http(s) request aborted, so they must work
+offline: each input must change what the chart shows, and the numbers shown must equal the
+library's own computation of the same data (``check_controls``). MathJax must have rendered.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -58,6 +62,243 @@ def chromium(*args: str) -> subprocess.CompletedProcess:
         )
 
 
+# --------------------------------------------------------------------------------------
+# Controls that run in the browser (issue 14): Playwright, offline
+# --------------------------------------------------------------------------------------
+CHROMIUM = "/usr/bin/chromium"
+# page -> the controls on it (the ids are "control-<name>", see tutorial_lib.controls.show)
+CONTROL_PAGES = {
+    "notebooks/06_architecture_overview": ["sampling-explorer"],
+    "notebooks/11_rope": ["rotary-explorer"],
+    "notebooks/12_mixture_of_experts": ["expert-router"],
+}
+MATH_PAGES = ["notebooks/11_rope"]  # pages with formulas that MathJax must have rendered
+
+
+def control_spec(page: str, name: str) -> dict:
+    """The Vega-Lite specification of control ``name`` as embedded in the built page.
+
+    The notebook wrote it (data computed by the library); the page calls the drawing
+    function with it: ``})(<spec>, <embed options>);`` after the control's div id.
+    """
+    html = (HTML / f"{page}.html").read_text(encoding="utf-8")
+    start = html.index(f'outputDiv.id !== "control-{name}"')
+    call = html.index("})(", start) + len("})(")
+    spec, _ = json.JSONDecoder().raw_decode(html, call)
+    return spec
+
+
+def data_rows(spec, field: str) -> list[dict]:
+    """The first inline data rows in ``spec`` (searched depth first) that have ``field``."""
+    if isinstance(spec, dict):
+        values = spec.get("values")
+        if isinstance(values, list) and values and field in values[0]:
+            return values
+        children = list(spec.values())
+    elif isinstance(spec, list):
+        children = spec
+    else:
+        return []
+    for child in children:
+        if rows := data_rows(child, field):
+            return rows
+    return []
+
+
+def _texts(root, css: str) -> list[str]:
+    """The text marks under ``css`` in a control, with Vega's minus sign made ASCII."""
+    return [t.replace("\u2212", "-") for t in root.locator(css).all_text_contents()]
+
+
+def _set_range(root, name: str, value) -> None:
+    slider = root.locator(f"input[type=range][name={name}]")
+    slider.fill(str(value))
+    slider.dispatch_event("input")
+    slider.dispatch_event("change")
+
+
+def _svg(root) -> str:
+    return root.locator("svg").first.inner_html()
+
+
+def check_inputs_change_the_chart(page, name: str) -> list[str]:
+    """Every slider, dropdown and radio button of control ``name`` changes what it draws."""
+    errors = []
+    root = page.locator(f"#control-{name}")
+    for slider in root.locator("input[type=range]").all():
+        key = slider.get_attribute("name")
+        before = _svg(root)
+        low, high = slider.get_attribute("min"), slider.get_attribute("max")
+        _set_range(root, key, high if slider.input_value() != high else low)
+        page.wait_for_timeout(200)
+        if _svg(root) == before:
+            errors.append(f"{name}: moving the slider {key!r} changed nothing")
+    for select in root.locator("select").all():
+        before = _svg(root)
+        options = select.locator("option").all_text_contents()
+        select.select_option(options[-1] if select.input_value() != options[-1] else options[0])
+        page.wait_for_timeout(200)
+        if _svg(root) == before:
+            errors.append(
+                f"{name}: choosing another {select.get_attribute('name')!r} changed nothing"
+            )
+    radios = root.locator("input[type=radio]").all()
+    first = next((r for r in radios if r.is_checked()), None)
+    for radio in [r for r in radios if r is not first] + ([first] if first else []):
+        before = _svg(root)
+        radio.check()  # each button that is not on, then back to the one that was
+        page.wait_for_timeout(200)
+        if _svg(root) == before:
+            errors.append(
+                f"{name}: the radio button {radio.get_attribute('value')!r} changed nothing"
+            )
+    return errors
+
+
+def expected_sampling(spec: dict, prompt: str, temperature: float, top_k: int, top_p: float):
+    """Python's answer for the sampling explorer: ``process_logits`` on the page's logits.
+
+    The page holds the rounded logits as integers (value x s) with a count each; expanded,
+    they are the rounded vocabulary vector the notebook built with ``group_logits``.
+    Returns the shown probabilities (the listed tokens and "all other tokens") sorted, the
+    entropy and how many tokens can be drawn.
+    """
+    import torch
+
+    from tutorial_lib.generation import process_logits
+
+    (row,) = [r for r in data_rows(spec, "prompt") if r["prompt"] == prompt]
+    n_listed = len(row["t"])
+    units = torch.tensor(row["u"]).repeat_interleave(torch.tensor(row["c"]))  # (vocab,)
+    logits = units.float() / row["s"]  # the same float32 division as group_logits
+    if temperature == 0:  # greedy
+        probs = torch.zeros_like(logits).index_fill(0, logits.argmax(), 1.0)
+    else:
+        probs = process_logits(logits[None], temperature, top_k or None, top_p)[0].softmax(-1)
+    listed = probs[:n_listed]  # the listed tokens come first in the expanded vector
+    shown = sorted(listed.tolist() + [1 - listed.sum().item()])
+    kept = probs[probs > 0]
+    entropy = max(float(-(kept * kept.log()).sum()), 0.0)  # no "-0.000" for one token
+    return shown, entropy, int((probs > 0).sum())
+
+
+def check_sampling_explorer(page, page_name: str) -> list[str]:
+    errors, name = [], "sampling-explorer"
+    spec = control_spec(page_name, name)
+    root = page.locator(f"#control-{name}")
+    prompts = [r["prompt"] for r in data_rows(spec, "prompt")]
+    settings = [(prompts[0], 0.8, 50, 0.9), (prompts[1], 1.5, 0, 0.6), (prompts[2], 0, 5, 0.5)]
+    for prompt, temperature, top_k, top_p in settings:
+        root.locator("select[name=prompt]").select_option(prompt)
+        for key, value in (("T", temperature), ("K", top_k), ("P", top_p)):
+            _set_range(root, key, value)
+        page.wait_for_timeout(300)
+        readout = _texts(root, "g[class*=readout] text")[0]
+        shown = sorted(float(t) for t in _texts(root, "g[class*=probabilities] text"))
+        want, entropy, n_kept = expected_sampling(spec, prompt, temperature, top_k, top_p)
+        top = ", ".join(f"{v:.4f}" for v in sorted(shown, reverse=True)[:3])
+        print(
+            f"  {name} {prompt!r} T={temperature} top-k={top_k} top-p={top_p}: "
+            f"page: {readout}; largest bars {top} | Python: entropy {entropy:.3f}, "
+            f"{n_kept:,} tokens"
+        )
+        if (
+            len(shown) != len(want)
+            or max(abs(a - b) for a, b in zip(shown, want, strict=True)) > 1e-3
+        ):
+            errors.append(
+                f"{name} {prompt!r} T={temperature} k={top_k} p={top_p}: "
+                f"page {shown[-3:]} != Python {want[-3:]}"
+            )
+        if f"entropy {entropy:.3f} nats" not in readout:
+            errors.append(f"{name}: entropy {readout!r}, Python {entropy:.3f}")
+        if f"{n_kept:,} of" not in readout:
+            errors.append(f"{name}: {readout!r}, Python keeps {n_kept:,} tokens")
+    return errors
+
+
+def check_rotary_explorer(page, page_name: str) -> list[str]:
+    errors, name = [], "rotary-explorer"
+    curve = {d["offset"]: d["score"] for d in data_rows(control_spec(page_name, name), "offset")}
+    root = page.locator(f"#control-{name}")
+    scores = {}
+    for m, n in ((5, 2), (30, 27), (10, 40)):
+        _set_range(root, "m", m)
+        _set_range(root, "n", n)
+        page.wait_for_timeout(200)
+        readout = _texts(root, "g[class*=readout] text")[0]
+        scores[m, n] = float(readout.rsplit("=", 1)[1])
+        print(f"  {name} m={m} n={n}: page: {readout} | Python rope_scores: {curve[m - n]:.4f}")
+        if abs(scores[m, n] - curve[m - n]) > 1e-3:
+            errors.append(f"{name}: m={m}, n={n}: page {scores[m, n]} != Python {curve[m - n]}")
+    if scores[5, 2] != scores[30, 27]:
+        errors.append(f"{name}: the same m - n gave two scores: {scores}")
+    return errors
+
+
+def check_expert_router(page, page_name: str) -> list[str]:
+    errors, name = [], "expert-router"
+    spec = control_spec(page_name, name)
+    rows = data_rows(spec, "expert")
+    root = page.locator(f"#control-{name}")
+    radios = root.locator("input[type=radio]")
+    for layer in (0, 1):
+        radios.nth(layer).check()
+        page.wait_for_timeout(200)
+        shown = [int(t) for t in _texts(root, "g[class*=load] text")]
+        counts: dict[int, int] = {}
+        for r in rows:
+            if r["layer"] == layer:
+                counts[r["expert"]] = counts.get(r["expert"], 0) + 1
+        want = [counts[e] for e in sorted(counts)]
+        print(f"  {name} layer {layer}: page: tokens per expert {shown} | Python: {want}")
+        if sorted(shown) != sorted(want):
+            errors.append(f"{name} layer {layer}: page {shown} != Python {want}")
+    return errors
+
+
+CONTROL_CHECKS = {
+    "sampling-explorer": check_sampling_explorer,
+    "rotary-explorer": check_rotary_explorer,
+    "expert-router": check_expert_router,
+}
+
+
+def check_controls() -> list[str]:
+    """Drive every control on the built pages offline; check MathJax rendered."""
+    from playwright.sync_api import sync_playwright
+
+    errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        for page_name in sorted(set(CONTROL_PAGES) | set(MATH_PAGES)):
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page.route("http*://**", lambda route: route.abort())  # offline: nothing from a CDN
+            failures: list[str] = []
+            page.on("pageerror", lambda e, failures=failures: failures.append(str(e)))
+            page.goto((HTML / f"{page_name}.html").as_uri())
+            for name in CONTROL_PAGES.get(page_name, []):
+                try:
+                    page.wait_for_selector(f"#control-{name} svg", timeout=15000)
+                except Exception:  # noqa: BLE001 - report, go on with the other controls
+                    errors.append(f"{page_name}: control {name!r} did not draw ({failures})")
+                    continue
+                errors += CONTROL_CHECKS[name](page, page_name)
+                errors += check_inputs_change_the_chart(page, name)
+            if page_name in MATH_PAGES:
+                try:
+                    page.wait_for_selector("mjx-container", timeout=15000)
+                except Exception:  # noqa: BLE001
+                    errors.append(f"{page_name}: MathJax did not render (no mjx-container)")
+                text = page.locator("article").first.inner_text()
+                if "\\(" in text or "$$" in text:
+                    errors.append(f"{page_name}: raw TeX left in the page")
+                print(f"  {page_name}: {page.locator('mjx-container').count()} formulas rendered")
+            page.close()
+        browser.close()
+    return errors
+
+
 def main() -> int:
     errors = []
     for page in toc_files():
@@ -88,6 +329,10 @@ def main() -> int:
             for text in texts:
                 if text not in dom:
                     errors.append(f"{page}: {text!r} is not in the rendered page")
+    if Path(CHROMIUM).is_file():
+        errors += check_controls()
+    else:
+        errors.append(f"{CHROMIUM} is missing: cannot check the controls")
     for e in errors:
         print("error:", e, file=sys.stderr)
     print(f"{len(toc_files())} toc pages checked, {len(errors)} problems")

@@ -94,3 +94,8 @@ def test_rotary_explorer_and_expert_router_are_valid():
     assert spec["params"][0]["bind"]["options"] == [0, 1]
     with pytest.raises(ValueError, match="layer 0"):
         expert_router(["a", "b"], [(experts, weights)], 3)
+
+
+def test_show_puts_the_inputs_below_the_chart():
+    html = show(_chart(), "demo").html
+    assert "flex-direction: column;" in html

@@ -64,6 +64,12 @@ def show(chart: alt.TopLevelMixin, name: str) -> ControlHTML:
         embed_options={"actions": False, "renderer": "svg"},
         template="universal",
     )
+    # Altair's template lays the chart and its inputs side by side (a flex row); in a book
+    # column that squeezes the chart, so the inputs go below it.
+    flex = "display: flex;"
+    if flex not in html:
+        raise RuntimeError("Altair's HTML template changed: cannot place the inputs below")
+    html = html.replace(flex, f"{flex}\n    flex-direction: column;", 1)
     return ControlHTML(html, spec)
 
 
@@ -124,7 +130,7 @@ def sampling_explorer(
         )
         .mark_text(align="left", fontSize=14, x=0, y=10)
         .encode(text="text:N")
-        .properties(width=560, height=20, name="readout")
+        .properties(width=500, height=20, name="readout")
     )
     base = (
         alt.Chart()
@@ -169,7 +175,7 @@ def sampling_explorer(
     chart = alt.vconcat(
         readout,
         alt.layer(bars, ticks, numbers).properties(
-            width=560,
+            width=500,
             height=alt.Step(17),
             title=alt.Title(
                 "bars: after the settings; black ticks: the model's own (T = 1, no filters)",
@@ -383,7 +389,7 @@ def rotary_explorer(
         .mark_line(color="#888888")
         .encode(
             x=alt.X("offset:Q", title="m - n", scale=alt.Scale(nice=False)),
-            y=alt.Y("score:Q", title="score"),
+            y=alt.Y("score:Q", title="score", scale=alt.Scale(zero=False)),
         )
     )
     here = (
@@ -455,7 +461,7 @@ def expert_router(
         order=alt.Order("rank:Q"),
     )
     bars = gates.mark_bar(stroke="white").encode(
-        color=alt.Color("expert:N", scale=expert_colors, legend=alt.Legend(title="expert")),
+        color=alt.Color("expert:N", scale=expert_colors, legend=None),  # numbers say it
         tooltip=["token:N", "expert:N", alt.Tooltip("weight:Q", format=".3f")],
     )
     numbers = (
@@ -468,7 +474,7 @@ def expert_router(
         .properties(name="experts")
     )
     per_token = alt.layer(bars, numbers).properties(
-        width=620,
+        width=560,
         height=200,
         title=alt.Title(
             "each token's experts (numbers) and their gate weights",
@@ -481,10 +487,10 @@ def expert_router(
         y=alt.Y("tokens:Q", title="tokens routed to it"),
     )
     load_chart = alt.layer(
-        load.mark_bar().encode(color=alt.Color("expert:N", scale=expert_colors)),
+        load.mark_bar().encode(color=alt.Color("expert:N", scale=expert_colors, legend=None)),
         load.mark_text(dy=-6, fontSize=11).encode(text="tokens:Q").properties(name="load"),
     ).properties(
-        width=620,
+        width=560,
         height=140,
         title=alt.Title(
             "load: how many tokens each expert receives in this layer",
