@@ -178,7 +178,7 @@ def expected_sampling(spec: dict, prompt: str, temperature: float, top_k: int, t
     listed = probs[:n_listed]  # the listed tokens come first in the expanded vector
     shown = sorted(listed.tolist() + [1 - listed.sum().item()])
     kept = probs[probs > 0]
-    entropy = max(float(-(kept * kept.log()).sum()), 0.0)  # no "-0.000" for one token
+    entropy = max(float(-(kept * kept.log()).sum()), 0.0) + 0.0  # + 0.0: no "-0.000"
     return shown, entropy, int((probs > 0).sum())
 
 
