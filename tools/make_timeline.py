@@ -116,8 +116,8 @@ def draw(events: list[Event] = EVENTS) -> plt.Figure:
     # y runs from 0 at the top to 1 at the bottom; x: the axis at 0.09, labels from 0.2.
     ax = fig.add_axes((0.01, 0.1, 0.98, 0.84), xlim=(0, 1), ylim=(1.015, -0.015))
     ax.set_axis_off()
-    fig.suptitle("From hand-written rules to chat assistants", fontsize=13, y=0.985)
-    axis_x, label_x = 0.09, 0.2
+    fig.suptitle("From hand-written rules to chat assistants", fontsize=14, y=0.985)
+    axis_x, label_x = 0.09, 0.17
 
     # The time axis, with a gap where the scale changes at 2010.
     gap = 0.012
@@ -129,7 +129,7 @@ def draw(events: list[Event] = EVENTS) -> plt.Figure:
     for year in (1950, 1960, 1970, 1980, 1990, 2000, 2010, 2015, 2020, 2025):
         y = axis_position(year)
         _ = ax.plot([axis_x - 0.008, axis_x], [y, y], color="k", lw=1)
-        _ = ax.text(axis_x - 0.015, y, str(year), ha="right", va="center", fontsize=9)
+        _ = ax.text(axis_x - 0.015, y, str(year), ha="right", va="center", fontsize=10)
 
     # One label per event, evenly spaced in date order, joined to the event's date.
     ordered = sorted(events, key=lambda e: e.date)
@@ -141,7 +141,7 @@ def draw(events: list[Event] = EVENTS) -> plt.Figure:
         _ = ax.plot([axis_x, label_x - 0.01], [y_date, y_label], color=colour, lw=0.7)
         _ = ax.plot(axis_x, y_date, marker, color=colour, ms=5, zorder=3)
         text = f"{event.year}  {event.label}"
-        _ = ax.text(label_x, y_label, text, ha="left", va="center", fontsize=9, color="k")
+        _ = ax.text(label_x, y_label, text, ha="left", va="center", fontsize=10, color="k")
 
     # Legend: the colours, and which generative models' weights are public.
     handles = [
@@ -162,7 +162,7 @@ def draw(events: list[Event] = EVENTS) -> plt.Figure:
         handles=handles,
         loc="lower center",
         ncols=2,
-        fontsize=8.5,
+        fontsize=9.5,
         frameon=False,
         bbox_to_anchor=(0.5, 0.005),
     )
