@@ -105,3 +105,21 @@ def test_every_figure_has_alt_text(path):
         f"{path.name}: the figure cells {lacking} need cell metadata "
         '{"mystnb": {"image": {"alt": "<one sentence on what the figure shows>"}}}'
     )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_figures_are_drawn_at_retina_resolution(path):
+    # `%config InlineBackend.figure_formats = ["retina"]` saves each PNG at twice its size and
+    # records the size to show it at; a plain PNG has no such metadata and renders blurred.
+    nb = nbformat.read(path, as_version=4)
+    blurred = [
+        index
+        for index, cell in enumerate(nb.cells)
+        for out in cell.get("outputs", [])
+        if "image/png" in out.get("data", {})
+        and "width" not in out.get("metadata", {}).get("image/png", {})
+    ]
+    assert blurred == [], (
+        f"{path.name}: the figures of cells {blurred} are not retina; run "
+        '`%config InlineBackend.figure_formats = ["retina"]` in the imports cell'
+    )
