@@ -72,7 +72,7 @@ HEAD_ROWS = [
         "layer": layer,
         "head": head,
         "tokens": ["a", "b"],
-        "weights": [1.0, 0.0, 0.5, 0.5],
+        "weights": [100, 0, 50, 50],
     }
     for text in ["one", "two"]
     for layer in range(3)
@@ -91,7 +91,8 @@ def test_attention_heads_binds_text_layer_and_head_and_expands_the_chosen_row():
     assert transforms[0] == {
         "filter": "datum.text == text && datum.layer == layer && datum.head == head"
     }
-    assert {"flatten": ["weights"], "as": ["weight"]} in transforms
+    assert {"flatten": ["weights"], "as": ["percent"]} in transforms
+    assert {"calculate": "datum.percent / 100", "as": "weight"} in transforms
     assert len(spec["data"]["values"]) == len(HEAD_ROWS)  # all heads travel to the page
 
 
@@ -128,7 +129,7 @@ def test_date_attention_binds_the_source_and_filters_both_views():
             "output": "2001-07-04",
             "source_tokens": ["4", "jul", "2001"],
             "output_tokens": [*"2001-07-04", "<eos>"],
-            "weights": [0.5] * 33,
+            "weights": [50] * 33,
         }
         for s in ["4 jul 2001", "july 4, 2001"]
     ]

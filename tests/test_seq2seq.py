@@ -543,9 +543,10 @@ def test_attention_rows_hold_the_translation_and_its_weights_row_by_row(data):
         assert row["source_tokens"] == source_tokens(text)
         n_out, n_src = weights.shape
         assert len(row["weights"]) == n_out * n_src
-        # Entry n_src * i + j: output step i's weight on source token j, 2 decimals.
-        assert row["weights"][n_src * (n_out - 1)] == pytest.approx(float(weights[-1, 0]), abs=5e-3)
-        assert torch.allclose(torch.tensor(row["weights"]).view(n_out, n_src), weights, atol=5e-3)
+        # Entry n_src * i + j: output step i's weight on source token j, in percent.
+        assert row["weights"][n_src * (n_out - 1)] == round(100 * float(weights[-1, 0]))
+        percent = torch.tensor(row["weights"]).view(n_out, n_src) / 100
+        assert torch.allclose(percent, weights, atol=5e-3)
 
 
 def test_attention_rows_need_an_attention_model_and_texts(data):

@@ -346,9 +346,7 @@ class MultiHeadAttention(nn.Module):
         return self.o_proj(out), weights  # (batch, q_len, hidden_size)
 
 
-def head_weight_rows(
-    texts: Mapping[str, tuple[Sequence[str], torch.Tensor]], decimals: int = 2
-) -> list[dict]:
+def head_weight_rows(texts: Mapping[str, tuple[Sequence[str], torch.Tensor]]) -> list[dict]:
     """The attention weights of every head as compact rows, for a chart in the browser.
 
     Args:
@@ -356,11 +354,11 @@ def head_weight_rows(
             weights of every head on it, shape ``(layers, heads, seq, seq)`` (query rows,
             key columns), e.g. ``torch.stack(model(..., output_attentions=True).attentions)``
             for a batch of one, squeezed.
-        decimals: the weights are rounded to this many decimals (a smaller page).
-
     Returns:
         One dict per (text, layer, head): ``{"text", "layer", "head", "tokens", "weights"}``,
-        where ``weights`` is the ``(seq, seq)`` matrix flattened row by row (query by query).
+        where ``weights`` is the ``(seq, seq)`` matrix flattened row by row (query by query),
+        in percent rounded to whole numbers (a weight of 0.274 is 27): short numbers keep
+        the page small.
 
     Example:
         ```python
@@ -372,8 +370,6 @@ def head_weight_rows(
         raise TypeError(
             f"texts must be a non-empty mapping name -> (tokens, weights), got {texts!r}"
         )
-    if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
-        raise ValueError(f"decimals must be an int >= 0, got {decimals!r}")
     rows = []
     for name, (tokens, weights) in texts.items():
         _check_tensor(f"weights of {name!r}", weights)
@@ -386,8 +382,7 @@ def head_weight_rows(
         flat = weights.detach().float().cpu().flatten(2)  # (layers, heads, seq * seq)
         for layer in range(flat.shape[0]):
             for head in range(flat.shape[1]):
-                # round() keeps the JSON short: 0.12 rather than 0.12000000476837158.
-                values = [round(w, decimals) for w in flat[layer, head].tolist()]
+                values = [round(100 * w) for w in flat[layer, head].tolist()]  # percent
                 rows.append(
                     {
                         "text": name,

@@ -86,11 +86,13 @@ def _check_rows(rows: object, fields: tuple[str, ...]) -> list[dict]:
 def _matrix_cells(n_cols: str, rows_from: str, cols_from: str) -> list[dict]:
     """Vega-Lite transforms: one row's flattened ``weights`` -> one datum per matrix cell.
 
+    The weights travel in percent (whole numbers, a smaller page) and become ``weight``.
     ``n_cols`` is an expression for the number of columns; ``rows_from`` and ``cols_from``
     name the token lists that label the rows (queries) and the columns (keys).
     """
     return [
-        {"flatten": ["weights"], "as": ["weight"]},
+        {"flatten": ["weights"], "as": ["percent"]},
+        {"calculate": "datum.percent / 100", "as": "weight"},
         {"window": [{"op": "row_number", "as": "index"}]},  # 1, 2, ... in row-major order
         {"calculate": f"floor((datum.index - 1) / ({n_cols}))", "as": "query"},
         {"calculate": f"(datum.index - 1) % ({n_cols})", "as": "key"},

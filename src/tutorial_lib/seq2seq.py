@@ -809,21 +809,18 @@ def attention_rows(
     texts: Sequence[str],
     src_vocab: Vocabulary,
     tgt_vocab: Vocabulary,
-    decimals: int = 2,
 ) -> list[dict]:
     """Translations and their attention weights as compact rows, for a chart in the browser.
 
     Returns one dict per text: ``{"source", "output", "source_tokens", "output_tokens",
     "weights"}``. ``output_tokens`` are the output characters and ``"<eos>"``; ``weights``
     is ``translate``'s ``(output tokens + 1, source tokens)`` matrix flattened row by row,
-    rounded to ``decimals``.
+    in percent rounded to whole numbers (0.274 -> 27), as ``attention.head_weight_rows``.
     """
     if not model.uses_attention:
         raise ValueError("model must use attention (Seq2Seq(..., attention=True))")
     if isinstance(texts, str) or not all(isinstance(t, str) and t for t in texts):
         raise TypeError(f"texts must be a list of non-empty source texts, got {texts!r}")
-    if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
-        raise ValueError(f"decimals must be an int >= 0, got {decimals!r}")
     rows = []
     model.eval()
     for text in texts:
@@ -840,7 +837,7 @@ def attention_rows(
                 # one label per row of weights (no <eos> row if max_len stopped the loop)
                 "output_tokens": [*output, "<eos>"][: len(weights)],
                 # one output step's weights after the other
-                "weights": [round(w, decimals) for w in weights.flatten().tolist()],
+                "weights": [round(100 * w) for w in weights.flatten().tolist()],
             }
         )
     return rows
