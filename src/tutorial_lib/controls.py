@@ -234,8 +234,8 @@ def word_neighbours(rows: list[dict], *, query: str | None = None) -> alt.LayerC
     y = alt.Y(
         "word:N",
         sort=alt.EncodingSortField("rank", op="min"),
-        title="nearest words",
-        axis=alt.Axis(labelFontSize=12, titleFontSize=12),
+        title=None,  # the chart's title says it
+        axis=alt.Axis(labelFontSize=12),
     )
     x = alt.X(
         "similarity:Q",
