@@ -92,6 +92,12 @@ def test_attention_heads_binds_text_layer_and_head_and_expands_the_chosen_row():
         "filter": "datum.text == text && datum.layer == layer && datum.head == head"
     }
     assert {"flatten": ["weights"], "as": ["percent"]} in transforms
+    # Tokens label the axes, kept apart by position (repeated tokens) and " " spelled out.
+    labels = {
+        t["as"]: t["calculate"] for t in transforms if t.get("as") in ("query_token", "key_token")
+    }
+    assert "datum.tokens[datum.key] == ' ' ? 'space'" in labels["key_token"]
+    assert "pad('', datum.query, " in labels["query_token"]
     assert {"calculate": "datum.percent / 100", "as": "weight"} in transforms
     assert len(spec["data"]["values"]) == len(HEAD_ROWS)  # all heads travel to the page
 
@@ -135,7 +141,23 @@ def test_date_attention_binds_the_source_and_filters_both_views():
     ]
     spec = show(date_attention(rows), "dates").spec
     assert _bindings(spec) == {"source": ("select", "4 jul 2001", ["4 jul 2001", "july 4, 2001"])}
+    assert spec["params"][0]["bind"]["labels"] == ["4 jul 2001", "july 4, 2001"]
     for view in spec["vconcat"]:
         assert view["transform"][0] == {"filter": "datum.source == source"}
     with pytest.raises(ValueError, match="source="):
         date_attention(rows, source="5 jul 2001")
+
+
+def test_date_attention_shortens_long_sources_in_the_dropdown():
+    long = "the twenty third of march, nineteen ninety four and 4 jul 2001"
+    rows = [
+        {
+            "source": long,
+            "output": "x",
+            "source_tokens": ["a"],
+            "output_tokens": ["x", "<eos>"],
+            "weights": [100, 100],
+        }
+    ]
+    label = show(date_attention(rows), "dates").spec["params"][0]["bind"]["labels"][0]
+    assert len(label) == 48 and long.startswith(label[:-1]) and label.endswith("…")

@@ -83,6 +83,11 @@ def _check_rows(rows: object, fields: tuple[str, ...]) -> list[dict]:
     return rows
 
 
+def _label(token: str, position: str) -> str:
+    """A Vega expression: the axis label of ``token`` at ``position``, "space" for " "."""
+    return f"({token} == ' ' ? 'space' : {token}) + " + _UNIQUE.format(position=position)
+
+
 def _matrix_cells(n_cols: str, rows_from: str, cols_from: str) -> list[dict]:
     """Vega-Lite transforms: one row's flattened ``weights`` -> one datum per matrix cell.
 
@@ -97,14 +102,10 @@ def _matrix_cells(n_cols: str, rows_from: str, cols_from: str) -> list[dict]:
         {"calculate": f"floor((datum.index - 1) / ({n_cols}))", "as": "query"},
         {"calculate": f"(datum.index - 1) % ({n_cols})", "as": "key"},
         {
-            "calculate": f"datum.{rows_from}[datum.query] + "
-            + _UNIQUE.format(position="datum.query"),
+            "calculate": _label(f"datum.{rows_from}[datum.query]", "datum.query"),
             "as": "query_token",
         },
-        {
-            "calculate": f"datum.{cols_from}[datum.key] + " + _UNIQUE.format(position="datum.key"),
-            "as": "key_token",
-        },
+        {"calculate": _label(f"datum.{cols_from}[datum.key]", "datum.key"), "as": "key_token"},
     ]
 
 
@@ -271,8 +272,13 @@ def date_attention(rows: list[dict], *, source: str | None = None) -> alt.VConca
         source = sources[0]
     if source not in sources:
         raise ValueError(f"source={source!r} is not one of the rows' sources {sources}")
+    # Long sources get short labels in the dropdown (a wide dropdown squeezes the chart); the
+    # x axis shows every source token.
+    labels = [text if len(text) <= 48 else text[:47] + "…" for text in sources]
     source_param = alt.param(
-        name="source", value=source, bind=alt.binding_select(options=sources, name="date text ")
+        name="source",
+        value=source,
+        bind=alt.binding_select(options=sources, labels=labels, name="date text "),
     )
     chosen = {"filter": "datum.source == source"}
     # The output, written above the heatmap.
@@ -292,4 +298,4 @@ def date_attention(rows: list[dict], *, source: str | None = None) -> alt.VConca
         *_matrix_cells("datum.n", "output_tokens", "source_tokens"),
     ]
     heat.data = alt.Data(values=rows)
-    return alt.vconcat(output, heat).add_params(source_param)
+    return alt.vconcat(output, heat).add_params(source_param).configure_view(stroke=None)
