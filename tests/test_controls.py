@@ -23,6 +23,8 @@ def test_show_is_deterministic_and_names_its_div():
     assert first._repr_html_() == second._repr_html_()  # nbval can compare it
     assert '<div id="control-demo">' in first.html
     assert first.spec["params"][0]["name"] == "t"
+    # The inputs go below the chart, so that the chart keeps its width in the column.
+    assert "#control-demo.vega-embed { flex-direction: column; }" in first.html
 
 
 def test_show_carries_the_specification_into_the_page():

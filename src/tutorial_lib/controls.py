@@ -60,6 +60,9 @@ def show(chart: alt.TopLevelMixin, name: str) -> ControlHTML:
         embed_options={"actions": False, "renderer": "svg"},
         template="universal",
     )
+    # Altair's template lays the chart and its inputs out in a row (display: flex), where a
+    # wide dropdown squeezes the chart in a ~700 px column: put the inputs below the chart.
+    html += f"<style>#control-{name}.vega-embed {{ flex-direction: column; }}</style>\n"
     return ControlHTML(html, spec)
 
 
