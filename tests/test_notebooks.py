@@ -57,10 +57,9 @@ OUTPUT_SOURCES = (
 CHAPTER_HEADINGS = ("## Summary", "## Try it yourself", "## Sources")
 
 
-def sentences(markdown: str) -> list[str]:
-    """The sentences of a markdown text, without emphasis markers, split after . ! or ?"""
-    text = re.sub(r"\s+", " ", markdown.replace("*", ""))
-    return re.split(r"(?<=[.!?])\s+", text)
+def paragraphs(markdown: str) -> list[str]:
+    """The paragraphs of a markdown text (split at blank lines), on one line each."""
+    return [re.sub(r"\s+", " ", p) for p in re.split(r"\n\s*\n", markdown)]
 
 
 def has_figure(cell) -> bool:
@@ -76,16 +75,16 @@ def test_chapter_has_the_book_structure(path):
     assert missing == [], f"{path.name} lacks the headings {missing}"
     # Each chapter makes at least one thing visible.
     assert any(has_figure(cell) for cell in nb.cells), f"{path.name} has no figure"
-    # The first markdown cell says what produced the outputs, in one sentence such as
+    # The first markdown cell says what produced the outputs, in a paragraph such as
     # "Outputs below come from SmolLM2-135M-Instruct on a CPU" (the README's Contributing).
     stated = [
         s
-        for s in sentences(markdown[0])
+        for s in paragraphs(markdown[0])
         if re.search(r"\boutputs?\b", s, re.IGNORECASE)
         and any(name.lower() in s.lower() for name in OUTPUT_SOURCES)
     ]
     assert stated, (
-        f"{path.name}: no sentence of the first markdown cell contains 'outputs' and names "
+        f"{path.name}: no paragraph of the first markdown cell contains 'outputs' and names "
         f"what produced them (one of {', '.join(OUTPUT_SOURCES)})"
     )
 
