@@ -16,6 +16,7 @@ from transformers.models.llama.modeling_llama import repeat_kv as hf_repeat_kv
 from tutorial_lib.attention import (
     MultiHeadAttention,
     causal_mask,
+    head_weight_rows,
     padding_mask,
     repeat_kv,
     scaled_dot_product_attention,
@@ -351,3 +352,29 @@ def test_mha_rejects_wrong_input_shapes(mha):
         mha(torch.randn(2, 6, 32), torch.randn(2, 5, 8))
     with pytest.raises(ValueError, match="batch size 3"):
         mha(torch.randn(2, 6, 32), torch.randn(3, 5, 32))
+
+
+# --------------------------------------------------------------------------------------
+# head_weight_rows: the data of the head explorer (tutorial_lib.controls.attention_heads)
+# --------------------------------------------------------------------------------------
+
+
+def test_head_weight_rows_hold_each_heads_matrix_row_by_row():
+    weights = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)).softmax(-1)
+    tokens = ["the", "dog", "the", "end"]
+    rows = head_weight_rows({"s": (tokens, weights), "t": (["a"], torch.ones(2, 3, 1, 1))})
+    assert len(rows) == 2 * 3 * 2  # (layers x heads) for each text
+    row = next(r for r in rows if (r["text"], r["layer"], r["head"]) == ("s", 1, 2))
+    assert row["tokens"] == tokens
+    # Row-major: entry 4 * q + k is the weight of query q on key k.
+    for q in range(4):
+        for k in range(4):
+            assert row["weights"][4 * q + k] == round(100 * float(weights[1, 2, q, k]))  # percent
+    assert all(isinstance(w, int) for w in row["weights"])
+
+
+def test_head_weight_rows_reject_bad_input():
+    with pytest.raises(ValueError, match=r"shape \(layers, heads, 3, 3\)"):
+        head_weight_rows({"s": (["a", "b", "c"], torch.rand(2, 3, 4, 4))})
+    with pytest.raises(TypeError, match="texts must be"):
+        head_weight_rows({})

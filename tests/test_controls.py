@@ -4,7 +4,7 @@ import altair as alt
 import pytest
 import torch
 
-from tutorial_lib.controls import show
+from tutorial_lib.controls import attention_heads, date_attention, show, word_neighbours
 
 
 def _chart(temperature: float = 1.0) -> alt.Chart:
@@ -99,3 +99,117 @@ def test_rotary_explorer_and_expert_router_are_valid():
 def test_show_puts_the_inputs_below_the_chart():
     html = show(_chart(), "demo").html
     assert "flex-direction: column;" in html
+
+
+# --------------------------------------------------------------------------------------
+# The attention and embedding controls (chapters 02, 03, 04, 08)
+# --------------------------------------------------------------------------------------
+
+
+def _bindings(spec: dict) -> dict:
+    """Parameter name -> (input kind, its value, its options or range)."""
+    return {
+        p["name"]: (
+            p["bind"]["input"],
+            p["value"],
+            p["bind"].get("options") or (p["bind"].get("min"), p["bind"].get("max")),
+        )
+        for p in spec["params"]
+    }
+
+
+HEAD_ROWS = [
+    {
+        "text": text,
+        "layer": layer,
+        "head": head,
+        "tokens": ["a", "b"],
+        "weights": [100, 0, 50, 50],
+    }
+    for text in ["one", "two"]
+    for layer in range(3)
+    for head in range(4)
+]
+
+
+def test_attention_heads_binds_text_layer_and_head_and_expands_the_chosen_row():
+    spec = show(attention_heads(HEAD_ROWS, text="two", layer=2, head=1), "heads").spec
+    assert _bindings(spec) == {
+        "text": ("select", "two", ["one", "two"]),
+        "layer": ("range", 2, (0, 2)),
+        "head": ("range", 1, (0, 3)),
+    }
+    transforms = spec["transform"]
+    assert transforms[0] == {
+        "filter": "datum.text == text && datum.layer == layer && datum.head == head"
+    }
+    assert {"flatten": ["weights"], "as": ["percent"]} in transforms
+    # Tokens label the axes, kept apart by position (repeated tokens) and " " spelled out.
+    labels = {
+        t["as"]: t["calculate"] for t in transforms if t.get("as") in ("query_token", "key_token")
+    }
+    assert "datum.tokens[datum.key] == ' ' ? 'space'" in labels["key_token"]
+    assert "pad('', datum.query, " in labels["query_token"]
+    assert {"calculate": "datum.percent / 100", "as": "weight"} in transforms
+    assert len(spec["data"]["values"]) == len(HEAD_ROWS)  # all heads travel to the page
+
+
+def test_attention_heads_rejects_what_the_rows_do_not_have():
+    with pytest.raises(ValueError, match="text="):
+        attention_heads(HEAD_ROWS, text="three")
+    with pytest.raises(ValueError, match="layer=3"):
+        attention_heads(HEAD_ROWS, layer=3)
+    with pytest.raises(ValueError, match="fields"):
+        attention_heads([{"text": "one"}])
+    with pytest.raises(TypeError, match="rows"):
+        attention_heads([])
+
+
+def test_word_neighbours_binds_the_query_to_a_dropdown():
+    rows = [
+        {"query": q, "rank": r, "word": f"{q}{r}", "similarity": 0.5}
+        for q in ["king", "king - man + woman"]
+        for r in (1, 2)
+    ]
+    spec = show(word_neighbours(rows, query="king - man + woman"), "words").spec
+    assert _bindings(spec) == {
+        "query": ("select", "king - man + woman", ["king", "king - man + woman"])
+    }
+    assert {"filter": "datum.query == query"} in spec["transform"]
+    with pytest.raises(ValueError, match="query="):
+        word_neighbours(rows, query="queen")
+
+
+def test_date_attention_binds_the_source_and_filters_both_views():
+    rows = [
+        {
+            "source": s,
+            "output": "2001-07-04",
+            "source_tokens": ["4", "jul", "2001"],
+            "output_tokens": [*"2001-07-04", "<eos>"],
+            "weights": [50] * 33,
+        }
+        for s in ["4 jul 2001", "july 4, 2001"]
+    ]
+    spec = show(date_attention(rows), "dates").spec
+    assert _bindings(spec) == {"source": ("select", "4 jul 2001", ["4 jul 2001", "july 4, 2001"])}
+    assert spec["params"][0]["bind"]["labels"] == ["4 jul 2001", "july 4, 2001"]
+    for view in spec["vconcat"]:
+        assert view["transform"][0] == {"filter": "datum.source == source"}
+    with pytest.raises(ValueError, match="source="):
+        date_attention(rows, source="5 jul 2001")
+
+
+def test_date_attention_shortens_long_sources_in_the_dropdown():
+    long = "the twenty third of march, nineteen ninety four and 4 jul 2001"
+    rows = [
+        {
+            "source": long,
+            "output": "x",
+            "source_tokens": ["a"],
+            "output_tokens": ["x", "<eos>"],
+            "weights": [100, 100],
+        }
+    ]
+    label = show(date_attention(rows), "dates").spec["params"][0]["bind"]["labels"][0]
+    assert len(label) == 48 and long.startswith(label[:-1]) and label.endswith("…")

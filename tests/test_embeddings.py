@@ -10,6 +10,8 @@ from sklearn.decomposition import PCA
 
 from tutorial_lib.embeddings import (
     load_glove,
+    neighbour_rows,
+    parse_query,
     plot_word_groups,
     project_2d,
     sentence_embedding,
@@ -170,3 +172,61 @@ def test_glove_loads_400000_words_of_50_dims_and_knows_royalty():
     np.testing.assert_allclose(
         sentence_embedding("the king", kv), rows(kv, ["the", "king"]).mean(axis=0), rtol=1e-6
     )
+
+
+# --------------------------------------------------------------------------------------
+# parse_query / neighbour_rows: the data of the word-neighbours control
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("cat", (["cat"], [])),
+        ("cat - the + dog", (["cat", "dog"], ["the"])),
+        ("mat - a - on", (["mat"], ["a", "on"])),
+    ],
+)
+def test_parse_query_splits_added_and_subtracted_words(query, expected):
+    assert parse_query(query) == expected
+
+
+@pytest.mark.parametrize("query", ["", "cat +", "cat * dog", "cat dog"])
+def test_parse_query_rejects_malformed_queries(query):
+    with pytest.raises(ValueError, match="query="):
+        parse_query(query)
+
+
+def brute_force_neighbours(kv, positive, negative, topn):
+    """Cosine similarity to (sum of unit vectors added - those subtracted), query words left out."""
+    unit = rows(kv, WORDS) / np.linalg.norm(rows(kv, WORDS), axis=1, keepdims=True)
+    index = {w: i for i, w in enumerate(WORDS)}
+    target = sum(unit[index[w]] for w in positive) - sum(
+        (unit[index[w]] for w in negative), np.zeros(8)
+    )
+    cosine = unit @ target / np.linalg.norm(target)
+    ranked = [WORDS[i] for i in np.argsort(-cosine) if WORDS[i] not in positive + negative]
+    return [(w, cosine[index[w]]) for w in ranked[:topn]]
+
+
+def test_neighbour_rows_rank_words_by_cosine_like_numpy(toy_vectors):
+    queries = ["cat", "cat - the + dog"]
+    table = neighbour_rows(toy_vectors, queries, topn=3)
+    assert [r["query"] for r in table] == ["cat"] * 3 + ["cat - the + dog"] * 3
+    for query in queries:
+        got = [(r["rank"], r["word"], r["similarity"]) for r in table if r["query"] == query]
+        expected = brute_force_neighbours(toy_vectors, *parse_query(query), topn=3)
+        assert [(rank, w) for rank, w, _ in got] == [
+            (i + 1, w) for i, (w, _) in enumerate(expected)
+        ]
+        for (_, _, s), (_, e) in zip(got, expected, strict=True):
+            assert s == pytest.approx(e, abs=1e-3)
+
+
+def test_neighbour_rows_rejects_unknown_words_and_bad_topn(toy_vectors):
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        neighbour_rows(toy_vectors, ["cat - zebra"])
+    with pytest.raises(ValueError, match="topn"):
+        neighbour_rows(toy_vectors, ["cat"], topn=0)
+    with pytest.raises(TypeError, match="queries"):
+        neighbour_rows(toy_vectors, "cat")

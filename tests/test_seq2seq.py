@@ -21,6 +21,7 @@ from tutorial_lib.seq2seq import (
     Encoder,
     Seq2Seq,
     Vocabulary,
+    attention_rows,
     batches,
     exact_match,
     greedy_decode,
@@ -526,3 +527,31 @@ def test_model_and_training_inputs_are_checked(data):
         train_seq2seq(model, train, src_vocab, tgt_vocab, epochs=1, lr=-1.0)
     with pytest.raises(ValueError, match="max_len must be >= 1"):
         greedy_decode(model, batch.src, batch.src_mask, tgt_vocab.bos_id, max_len=0)
+
+
+def test_attention_rows_hold_the_translation_and_its_weights_row_by_row(data):
+    _, test, src_vocab, tgt_vocab = data
+    model = make_model(data, attention=True)
+    texts = [s for s, _ in test[:3]]
+    table = attention_rows(model, texts, src_vocab, tgt_vocab)
+    assert [r["source"] for r in table] == texts
+    for row, text in zip(table, texts, strict=True):
+        output, weights = translate(model, text, src_vocab, tgt_vocab)
+        assert row["output"] == output
+        assert len(row["output_tokens"]) == len(weights)  # one label per row of weights
+        assert "".join(row["output_tokens"]).removesuffix("<eos>") == output
+        assert row["source_tokens"] == source_tokens(text)
+        n_out, n_src = weights.shape
+        assert len(row["weights"]) == n_out * n_src
+        # Entry n_src * i + j: output step i's weight on source token j, in percent.
+        assert row["weights"][n_src * (n_out - 1)] == round(100 * float(weights[-1, 0]))
+        percent = torch.tensor(row["weights"]).view(n_out, n_src) / 100
+        assert torch.allclose(percent, weights, atol=5e-3)
+
+
+def test_attention_rows_need_an_attention_model_and_texts(data):
+    _, _, src_vocab, tgt_vocab = data
+    with pytest.raises(ValueError, match="must use attention"):
+        attention_rows(make_model(data, attention=False), ["4 jul 2001"], src_vocab, tgt_vocab)
+    with pytest.raises(TypeError, match="texts"):
+        attention_rows(make_model(data, attention=True), "4 jul 2001", src_vocab, tgt_vocab)

@@ -24,6 +24,7 @@ key/value head.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -35,6 +36,7 @@ __all__ = [
     "padding_mask",
     "repeat_kv",
     "MultiHeadAttention",
+    "head_weight_rows",
 ]
 
 
@@ -342,3 +344,52 @@ class MultiHeadAttention(nn.Module):
 
         # 6. Output projection: mix what the heads found.
         return self.o_proj(out), weights  # (batch, q_len, hidden_size)
+
+
+def head_weight_rows(texts: Mapping[str, tuple[Sequence[str], torch.Tensor]]) -> list[dict]:
+    """The attention weights of every head as compact rows, for a chart in the browser.
+
+    Args:
+        texts: a name for each text -> ``(tokens, weights)``: the text's tokens and the
+            weights of every head on it, shape ``(layers, heads, seq, seq)`` (query rows,
+            key columns), e.g. ``torch.stack(model(..., output_attentions=True).attentions)``
+            for a batch of one, squeezed.
+    Returns:
+        One dict per (text, layer, head): ``{"text", "layer", "head", "tokens", "weights"}``,
+        where ``weights`` is the ``(seq, seq)`` matrix flattened row by row (query by query),
+        in percent rounded to whole numbers (a weight of 0.274 is 27): short numbers keep
+        the page small.
+
+    Example:
+        ```python
+        rows = head_weight_rows({"s": (["a", "b"], torch.rand(2, 3, 2, 2).softmax(-1))})
+        len(rows)  # 2 layers x 3 heads = 6
+        ```
+    """
+    if not isinstance(texts, Mapping) or not texts:
+        raise TypeError(
+            f"texts must be a non-empty mapping name -> (tokens, weights), got {texts!r}"
+        )
+    rows = []
+    for name, (tokens, weights) in texts.items():
+        _check_tensor(f"weights of {name!r}", weights)
+        seq = len(tokens)
+        if weights.ndim != 4 or weights.shape[-2:] != (seq, seq):
+            raise ValueError(
+                f"weights of {name!r} must have shape (layers, heads, {seq}, {seq}) for its "
+                f"{seq} tokens, got {tuple(weights.shape)}"
+            )
+        flat = weights.detach().float().cpu().flatten(2)  # (layers, heads, seq * seq)
+        for layer in range(flat.shape[0]):
+            for head in range(flat.shape[1]):
+                values = [round(100 * w) for w in flat[layer, head].tolist()]  # percent
+                rows.append(
+                    {
+                        "text": name,
+                        "layer": layer,
+                        "head": head,
+                        "tokens": list(tokens),
+                        "weights": values,
+                    }
+                )
+    return rows

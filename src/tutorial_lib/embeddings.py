@@ -8,7 +8,9 @@ chapters reuse:
 - ``load_glove()``: the pretrained GloVe 6B 50d table (400,000 words x 50 numbers),
 - ``sentence_embedding()``: one vector for a whole text, the mean of its word vectors,
 - ``project_2d()`` / ``plot_word_groups()``: words squeezed from 50 dimensions to 2 with PCA
-  and drawn, so we can see which words the model puts close together.
+  and drawn, so we can see which words the model puts close together,
+- ``neighbour_rows()``: the nearest words of a word or of an analogy ("king - man + woman"),
+  as compact rows for a chart that runs in the browser (``tutorial_lib.controls``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ __all__ = [
     "sentence_embedding",
     "project_2d",
     "plot_word_groups",
+    "parse_query",
+    "neighbour_rows",
 ]
 
 # The pretrained vectors: GloVe trained on 6B tokens of Wikipedia 2014 + Gigaword 5, 50 dims.
@@ -173,3 +177,64 @@ def plot_word_groups(
     ax.set_title(title)
     ax.legend()
     return ax
+
+
+def parse_query(query: str) -> tuple[list[str], list[str]]:
+    """The words to add and to subtract in ``query``: a word, or words joined by + and -.
+
+    ``"king"`` -> ``(["king"], [])``; ``"king - man + woman"`` -> ``(["king", "woman"], ["man"])``.
+    The words and the signs are separated by spaces; the first word is always added.
+    """
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a str, got {type(query).__name__} {query!r}")
+    parts = query.split()
+    # Words sit at the even places, signs at the odd ones: w0 s1 w2 s3 w4 ...
+    words, signs = parts[0::2], parts[1::2]
+    if not parts or len(words) != len(signs) + 1 or any(s not in "+-" for s in signs):
+        raise ValueError(
+            f"query={query!r} must be a word or words joined by ' + ' and ' - ', "
+            "e.g. 'king - man + woman'"
+        )
+    positive = [words[0]] + [w for s, w in zip(signs, words[1:], strict=True) if s == "+"]
+    negative = [w for s, w in zip(signs, words[1:], strict=True) if s == "-"]
+    return positive, negative
+
+
+def neighbour_rows(
+    keyed_vectors: KeyedVectors, queries: Sequence[str], topn: int = 8, decimals: int = 3
+) -> list[dict]:
+    """The ``topn`` nearest words of each query, one row per (query, neighbour).
+
+    Args:
+        keyed_vectors: the word vectors, e.g. ``load_glove()``.
+        queries: words (``"king"``) or analogies (``"king - man + woman"``, see
+            ``parse_query``). gensim's ``most_similar`` ranks the vocabulary by cosine
+            similarity to the sum of the unit-length vectors added minus those subtracted,
+            and leaves the query's own words out.
+        topn: neighbours per query.
+        decimals: the similarities are rounded to this many decimals.
+
+    Returns:
+        Rows ``{"query", "rank", "word", "similarity"}``, rank 1 the nearest.
+    """
+    _check_keyed_vectors(keyed_vectors)
+    queries = _word_list(queries, "queries")
+    if isinstance(topn, bool) or not isinstance(topn, int) or topn < 1:
+        raise ValueError(f"topn must be an int >= 1, got {topn!r}")
+    rows = []
+    for query in queries:
+        positive, negative = parse_query(query)
+        missing = [w for w in positive + negative if w not in keyed_vectors]
+        if missing:
+            raise ValueError(f"query={query!r}: words {missing} are not in the vocabulary")
+        nearest = keyed_vectors.most_similar(positive=positive, negative=negative, topn=topn)
+        for rank, (word, similarity) in enumerate(nearest, start=1):
+            rows.append(
+                {
+                    "query": query,
+                    "rank": rank,
+                    "word": word,
+                    "similarity": round(float(similarity), decimals),
+                }
+            )
+    return rows

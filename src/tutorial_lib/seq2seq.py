@@ -53,6 +53,7 @@ __all__ = [
     "greedy_decode",
     "translate",
     "exact_match",
+    "attention_rows",
 ]
 
 # ------------------------------------------------------------------------------------------
@@ -801,3 +802,42 @@ def exact_match(
         for ids in tokens.tolist():
             correct.append("".join(tgt_vocab.decode(ids)) == pairs[len(correct)][1])
     return correct
+
+
+def attention_rows(
+    model: Seq2Seq,
+    texts: Sequence[str],
+    src_vocab: Vocabulary,
+    tgt_vocab: Vocabulary,
+) -> list[dict]:
+    """Translations and their attention weights as compact rows, for a chart in the browser.
+
+    Returns one dict per text: ``{"source", "output", "source_tokens", "output_tokens",
+    "weights"}``. ``output_tokens`` are the output characters and ``"<eos>"``; ``weights``
+    is ``translate``'s ``(output tokens + 1, source tokens)`` matrix flattened row by row,
+    in percent rounded to whole numbers (0.274 -> 27), as ``attention.head_weight_rows``.
+    """
+    if not model.uses_attention:
+        raise ValueError("model must use attention (Seq2Seq(..., attention=True))")
+    if isinstance(texts, str) or not all(isinstance(t, str) and t for t in texts):
+        raise TypeError(f"texts must be a list of non-empty source texts, got {texts!r}")
+    rows = []
+    model.eval()
+    for text in texts:
+        tokens = source_tokens(text)
+        src, src_mask = pad_batch([src_vocab.encode(tokens)], src_vocab.pad_id)
+        ids, weights = greedy_decode(model, src, src_mask, tgt_vocab.bos_id, max_len=40)
+        output = tgt_vocab.decode(ids[0].tolist())  # the output tokens: characters
+        weights = weights[0, : len(output) + 1]  # (output tokens + <eos>, source tokens)
+        rows.append(
+            {
+                "source": text,
+                "output": "".join(output),
+                "source_tokens": tokens,
+                # one label per row of weights (no <eos> row if max_len stopped the loop)
+                "output_tokens": [*output, "<eos>"][: len(weights)],
+                # one output step's weights after the other
+                "weights": [round(100 * w) for w in weights.flatten().tolist()],
+            }
+        )
+    return rows
