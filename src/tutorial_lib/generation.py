@@ -14,7 +14,7 @@ The filters run in the order of transformers' ``generate``: temperature, top-k, 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -23,6 +23,7 @@ from .phi3 import KVCache, Phi3ForCausalLM, check_input_ids
 
 __all__ = [
     "apply_temperature",
+    "LogitsProcessor",
     "MODEL_EOS",
     "chat",
     "chat_prompt",
@@ -120,6 +121,12 @@ def sample_next_token(
 # --------------------------------------------------------------------------------------
 # The generation loop
 # --------------------------------------------------------------------------------------
+# A hook on the loop, with the signature of transformers' ``LogitsProcessor``: it gets the ids
+# so far (batch, seq) and the next-token logits (batch, vocab) and returns new logits (batch,
+# vocab). It runs before temperature, top-k and top-p, as user processors do in transformers'
+# ``generate``, so transformers' own processors work here too (``tutorial_lib.constrained``).
+LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 # The default of ``eos_token_id``: stop at the model's own end token(s), ``config.eos_token_id``,
 # as transformers' ``generate`` does. ``None`` means "never stop early".
 MODEL_EOS = "model"
@@ -157,6 +164,7 @@ def stream(
     attention_mask: torch.Tensor | None = None,
     eos_token_id: int | list[int] | str | None = MODEL_EOS,
     generator: torch.Generator | None = None,
+    logits_processor: LogitsProcessor | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the new tokens one step at a time, each a (batch,) tensor, as soon as it is made.
 
@@ -165,9 +173,21 @@ def stream(
     _check_sampling(temperature, top_k, top_p)
     _check_prompt(model, input_ids, max_new_tokens, attention_mask)
     eos_ids = _end_tokens(model, eos_token_id)
+    if logits_processor is not None and not callable(logits_processor):
+        raise TypeError(
+            f"logits_processor must be None or a callable (input_ids, logits) -> logits, "
+            f"got {type(logits_processor).__name__}"
+        )
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
     return _generate_tokens(
-        model, input_ids, max_new_tokens, use_cache, attention_mask, eos_ids, sampling
+        model,
+        input_ids,
+        max_new_tokens,
+        use_cache,
+        attention_mask,
+        eos_ids,
+        sampling,
+        logits_processor,
     )
 
 
@@ -206,6 +226,7 @@ def _generate_tokens(
     attention_mask: torch.Tensor | None,
     eos_ids: list[int],
     sampling: dict,
+    logits_processor: LogitsProcessor | None = None,
 ) -> Iterator[torch.Tensor]:
     config, device = model.config, model.device
     ids = input_ids.to(device)  # (batch, seq): the prompt, then every new token
@@ -230,6 +251,8 @@ def _generate_tokens(
             cache, new_input = KVCache(config, batch, total_length, device, model.dtype), ids
         hidden = model.model(new_input, mask, past_key_values=cache)[0]  # (batch, seq, hidden)
         logits = model.lm_head(hidden[:, -1])  # only the last position predicts: (batch, vocab)
+        if logits_processor is not None:
+            logits = logits_processor(ids, logits)  # e.g. forbid tokens: (batch, vocab)
         token = sample_next_token(logits, **sampling)  # (batch,)
         # A sequence that has ended emits padding while the others go on.
         token = torch.where(finished, pad, token)
@@ -254,6 +277,7 @@ def generate(
     attention_mask: torch.Tensor | None = None,
     eos_token_id: int | list[int] | str | None = MODEL_EOS,
     generator: torch.Generator | None = None,
+    logits_processor: LogitsProcessor | None = None,
 ) -> torch.Tensor:
     """Continue ``input_ids`` by up to ``max_new_tokens`` tokens; returns prompt + new ids.
 
@@ -269,6 +293,9 @@ def generate(
         eos_token_id: token id(s) that end a sequence; later positions get the pad token.
             By default the model's own (``config.eos_token_id``); None never stops early.
         generator: a seeded ``torch.Generator`` for reproducible sampling.
+        logits_processor: a callable ``(input_ids, logits) -> logits`` applied to each step's
+            (batch, vocab) logits before sampling, such as a transformers ``LogitsProcessor``
+            or a ``tutorial_lib.constrained`` constraint.
 
     Returns:
         (batch, seq + number of new tokens) token ids.
@@ -284,6 +311,7 @@ def generate(
         attention_mask,
         eos_token_id,
         generator,
+        logits_processor,
     )
     new_tokens = [token[:, None] for token in steps]
     return torch.cat([input_ids.to(model.device), *new_tokens], dim=-1)
