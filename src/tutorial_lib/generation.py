@@ -26,6 +26,7 @@ __all__ = [
     "LogitsProcessor",
     "MODEL_EOS",
     "chat",
+    "chat_batch",
     "chat_prompt",
     "generate",
     "process_logits",
@@ -381,3 +382,37 @@ def chat(
     """The model's reply to a chat (``kwargs`` as ``generate``; greedy by default)."""
     input_ids = chat_prompt(tokenizer, messages, system)
     return "".join(stream_text(model, tokenizer, input_ids, max_new_tokens, **kwargs))
+
+
+def chat_batch(
+    model: Phi3ForCausalLM,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list[str | list[dict[str, str]]],
+    max_new_tokens: int = 256,
+    system: str | None = None,
+    **kwargs,
+) -> list[str]:
+    """The model's replies to several chats at once, one batch (``kwargs`` as ``generate``).
+
+    Each chat is formatted by ``chat_prompt``; the prompts are padded on the left to one
+    length, with an attention mask that hides the padding, so each reply is the one its chat
+    gets alone (up to floating-point rounding).
+    """
+    if not isinstance(conversations, list) or not conversations:
+        raise ValueError("conversations must be a non-empty list of messages or chats")
+    prompts = [chat_prompt(tokenizer, messages, system)[0] for messages in conversations]
+    length = max(len(p) for p in prompts)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(prompts), length), pad, dtype=torch.long)  # (batch, seq)
+    attention_mask = torch.zeros_like(input_ids)  # 0: padding on the left
+    for row, prompt in enumerate(prompts):
+        input_ids[row, length - len(prompt) :] = prompt
+        attention_mask[row, length - len(prompt) :] = 1
+    out = generate(model, input_ids, max_new_tokens, attention_mask=attention_mask, **kwargs)
+    end_ids = set(_end_tokens(model, kwargs.get("eos_token_id", MODEL_EOS)))
+    replies = []
+    for row in out[:, length:].tolist():
+        # Keep each reply up to its end token; what follows is padding.
+        ends = [i for i, token in enumerate(row) if token in end_ids]
+        replies.append(tokenizer.decode(row[: ends[0]] if ends else row, skip_special_tokens=True))
+    return replies
