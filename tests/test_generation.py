@@ -20,6 +20,8 @@ from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 
 from tutorial_lib.generation import (
     apply_temperature,
+    chat,
+    chat_batch,
     generate,
     process_logits,
     sample_next_token,
@@ -28,6 +30,7 @@ from tutorial_lib.generation import (
     top_p_filter,
 )
 from tutorial_lib.phi3 import Phi3ForCausalLM
+from tutorial_lib.tokenization import load_tokenizer
 
 VOCAB = 64
 CONTEXT = 48
@@ -392,3 +395,50 @@ def test_logits_processor_runs_before_sampling_on_every_step(model):
     new = torch.stack(list(out), dim=1)  # (batch, 10)
     assert (new % 2 == 0).all()
     assert seen_lengths == list(range(5, 15))
+
+
+# --------------------------------------------------------------------------------------
+# Several chats in one batch
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def chat_model_and_tokenizer():
+    """A tiny random Phi-3 over the real SmolLM2 tokenizer (ChatML), ending at <|im_end|>."""
+    tokenizer = load_tokenizer("smollm2")
+    torch.manual_seed(2)
+    config = HFPhi3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        initializer_range=0.2,
+        bos_token_id=1,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    return Phi3ForCausalLM.from_hf(HFPhi3ForCausalLM(config).eval()), tokenizer
+
+
+def test_chat_batch_gives_each_chat_its_own_reply(chat_model_and_tokenizer):
+    model, tokenizer = chat_model_and_tokenizer
+    chats = [
+        "Hi",
+        "What is the capital of France? Answer in one word.",
+        [
+            {"role": "user", "content": "Name a colour."},
+            {"role": "assistant", "content": "Blue."},
+            {"role": "user", "content": "Another one?"},
+        ],
+    ]
+    replies = chat_batch(model, tokenizer, chats, max_new_tokens=10, system="Be brief.")
+    alone = [chat(model, tokenizer, c, max_new_tokens=10, system="Be brief.") for c in chats]
+    assert replies == alone
+    assert len(set(replies)) == 3
+
+
+def test_chat_batch_rejects_an_empty_list(chat_model_and_tokenizer):
+    model, tokenizer = chat_model_and_tokenizer
+    with pytest.raises(ValueError, match="conversations"):
+        chat_batch(model, tokenizer, [], max_new_tokens=4)
