@@ -40,7 +40,7 @@ import regex
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .tokenization import _token_bytes
+from .tokenization import token_bytes
 
 __all__ = [
     "ChoiceConstraint",
@@ -151,14 +151,19 @@ class RegexConstraint:
         if isinstance(pattern, str):
             pattern = pattern.encode("utf-8")
         if not isinstance(pattern, bytes):
-            raise TypeError(f"pattern must be bytes or str, got {type(pattern).__name__}")
+            raise TypeError(
+                f"pattern={pattern!r} must be bytes or str, got {type(pattern).__name__}"
+            )
         if top_n is not None and (
             isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1
         ):
             raise ValueError(f"top_n={top_n!r} must be None (all) or an integer >= 1")
         eos_token_id = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
         if not isinstance(eos_token_id, int):
-            raise ValueError(f"eos_token_id={eos_token_id!r} must be a token id")
+            raise ValueError(
+                f"eos_token_id={eos_token_id!r} must be a token id (int); this tokenizer "
+                "has no eos_token_id, so pass one"
+            )
         self.pattern = regex.compile(pattern)
         self.eos_token_id = eos_token_id
         self.top_n = top_n
@@ -167,7 +172,7 @@ class RegexConstraint:
         added = set(tokenizer.added_tokens_decoder)
         pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         self.token_bytes = [
-            None if i in added else _token_bytes(piece, decoder) for i, piece in enumerate(pieces)
+            None if i in added else token_bytes(piece, decoder) for i, piece in enumerate(pieces)
         ]
         # first_byte[i]: the first byte of token i; 256 for special and empty tokens.
         self.first_byte = torch.tensor([b[0] if b else 256 for b in self.token_bytes])

@@ -399,7 +399,10 @@ def chat_batch(
     gets alone (up to floating-point rounding).
     """
     if not isinstance(conversations, list) or not conversations:
-        raise ValueError("conversations must be a non-empty list of messages or chats")
+        raise ValueError(
+            f"conversations={conversations!r} must be a non-empty list; each item a user "
+            "message (str) or a chat (list of {'role': ..., 'content': ...} dicts)"
+        )
     prompts = [chat_prompt(tokenizer, messages, system)[0] for messages in conversations]
     length = max(len(p) for p in prompts)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
