@@ -8,16 +8,20 @@ import math
 
 import pytest
 import torch
-from transformers import Phi3Config as HFPhi3Config
-from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 from transformers import (
+    NoRepeatNGramLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
+from transformers import Phi3Config as HFPhi3Config
+from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 
 from tutorial_lib.generation import (
     apply_temperature,
+    chat,
+    chat_batch,
     generate,
     group_logits,
     process_logits,
@@ -27,6 +31,7 @@ from tutorial_lib.generation import (
     top_p_filter,
 )
 from tutorial_lib.phi3 import Phi3ForCausalLM
+from tutorial_lib.tokenization import load_tokenizer
 
 VOCAB = 64
 CONTEXT = 48
@@ -443,3 +448,113 @@ def test_grouped_arithmetic_cuts_inside_a_tied_group():
 def test_group_logits_rejects_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         group_logits(**kwargs)
+
+
+# The logits_processor hook, with transformers' own processors
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hf_pair() -> tuple[HFPhi3ForCausalLM, Phi3ForCausalLM]:
+    """A tiny random transformers Phi-3 and the same weights in our engine."""
+    torch.manual_seed(1)
+    config = HFPhi3Config(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=CONTEXT,
+        initializer_range=0.2,
+        bos_token_id=1,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
+    hf = HFPhi3ForCausalLM(config).eval()
+    return hf, Phi3ForCausalLM.from_hf(hf)
+
+
+@pytest.mark.parametrize(
+    "hf_settings, processor",
+    [
+        (dict(repetition_penalty=1.5), RepetitionPenaltyLogitsProcessor(1.5)),
+        (dict(no_repeat_ngram_size=2), NoRepeatNGramLogitsProcessor(2)),
+    ],
+    ids=["repetition-penalty", "no-repeat-ngram"],
+)
+def test_transformers_processors_work_in_our_generate(hf_pair, hf_settings, processor):
+    # transformers builds the same processor from its generate() settings; ours takes it as
+    # logits_processor. Greedy tokens agree, and differ from plain greedy decoding.
+    hf, ours = hf_pair
+    ids = prompt(batch=2, seq=6, seed=3)
+    expected = hf.generate(
+        ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, do_sample=False, **hf_settings
+    )
+    got = generate(ours, ids, 24, logits_processor=processor)
+    assert got.tolist() == expected.tolist()
+    assert got.tolist() != generate(ours, ids, 24).tolist()
+
+
+def test_logits_processor_runs_before_sampling_on_every_step(model):
+    # A processor that forbids every odd token: no odd token is ever sampled, and it sees
+    # (batch, seq) ids growing by one per step alongside (batch, vocab) logits.
+    seen_lengths = []
+
+    def even_only(input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        assert logits.shape == (input_ids.shape[0], VOCAB)
+        seen_lengths.append(input_ids.shape[1])
+        odd = torch.arange(VOCAB) % 2 == 1
+        return logits.masked_fill(odd, float("-inf"))
+
+    ids = prompt(batch=3, seq=5)
+    generator = torch.Generator().manual_seed(0)
+    out = stream(model, ids, 10, temperature=1.5, generator=generator, logits_processor=even_only)
+    new = torch.stack(list(out), dim=1)  # (batch, 10)
+    assert (new % 2 == 0).all()
+    assert seen_lengths == list(range(5, 15))
+
+
+# --------------------------------------------------------------------------------------
+# Several chats in one batch
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def chat_model_and_tokenizer():
+    """A tiny random Phi-3 over the real SmolLM2 tokenizer (ChatML), ending at <|im_end|>."""
+    tokenizer = load_tokenizer("smollm2")
+    torch.manual_seed(2)
+    config = HFPhi3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        initializer_range=0.2,
+        bos_token_id=1,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    return Phi3ForCausalLM.from_hf(HFPhi3ForCausalLM(config).eval()), tokenizer
+
+
+def test_chat_batch_gives_each_chat_its_own_reply(chat_model_and_tokenizer):
+    model, tokenizer = chat_model_and_tokenizer
+    chats = [
+        "Hi",
+        "What is the capital of France? Answer in one word.",
+        [
+            {"role": "user", "content": "Name a colour."},
+            {"role": "assistant", "content": "Blue."},
+            {"role": "user", "content": "Another one?"},
+        ],
+    ]
+    replies = chat_batch(model, tokenizer, chats, max_new_tokens=10, system="Be brief.")
+    alone = [chat(model, tokenizer, c, max_new_tokens=10, system="Be brief.") for c in chats]
+    assert replies == alone
+    assert len(set(replies)) == 3
+
+
+def test_chat_batch_rejects_an_empty_list(chat_model_and_tokenizer):
+    model, tokenizer = chat_model_and_tokenizer
+    with pytest.raises(ValueError, match="conversations"):
+        chat_batch(model, tokenizer, [], max_new_tokens=4)

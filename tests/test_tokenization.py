@@ -11,6 +11,7 @@ from transformers import AutoTokenizer, ByT5Tokenizer
 
 from tutorial_lib import assets
 from tutorial_lib.tokenization import (
+    HIGHLIGHT,
     PALETTE,
     TOKENIZERS,
     TokenTable,
@@ -228,6 +229,27 @@ def test_html_gives_each_token_the_next_palette_color():
     colors = re.findall(r"background:(#[0-9a-f]{6})", view._repr_html_())
     assert colors == [PALETTE[i % len(PALETTE)] for i in range(10)]
     assert colors[0] == colors[len(PALETTE)] and colors[0] != colors[1]
+
+
+def test_highlighted_ids_stand_out_in_html_and_ansi():
+    # The chat markers of SmolLM2's template, highlighted: white on HIGHLIGHT, wherever
+    # they fall; every other token keeps its palette color.
+    tokenizer = tok("smollm2")
+    chat = [{"role": "user", "content": "Hi"}]
+    ids = tokenizer.apply_chat_template(chat, return_dict=True)["input_ids"]
+    special = frozenset(tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"]))
+    view = TokenView(token_texts(tokenizer, ids), ids, len(tokenizer), highlight=special)
+    spans = re.findall(r"color:(#[0-9a-f]+);background:(#[0-9a-f]{6})", view._repr_html_())
+    expected = [
+        (("#fff", HIGHLIGHT) if token in special else ("#000", PALETTE[i % len(PALETTE)]))
+        for i, token in enumerate(ids)
+    ]
+    assert spans == expected and sum(t in special for t in ids) == 4
+    assert HIGHLIGHT not in PALETTE
+    # Printed, each highlighted token (none holds a newline) opens the highlight once.
+    got = [tuple(map(int, m)) for m in ANSI_BACKGROUND.findall(str(view))]
+    assert got.count(_rgb(HIGHLIGHT)) == 4 and "\x1b[37m" in str(view)
+    assert repr(view) == repr(TokenView(view.tokens, ids, len(tokenizer)))  # text unchanged
 
 
 def test_html_escapes_the_text():

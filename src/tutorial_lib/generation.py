@@ -14,7 +14,7 @@ The filters run in the order of transformers' ``generate``: temperature, top-k, 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import torch
@@ -25,8 +25,10 @@ from .phi3 import KVCache, Phi3ForCausalLM, check_input_ids
 __all__ = [
     "GroupedLogits",
     "apply_temperature",
+    "LogitsProcessor",
     "MODEL_EOS",
     "chat",
+    "chat_batch",
     "chat_prompt",
     "generate",
     "group_logits",
@@ -182,6 +184,12 @@ def group_logits(logits: torch.Tensor, n_top: int = 25, decimals: int = 2) -> Gr
 # --------------------------------------------------------------------------------------
 # The generation loop
 # --------------------------------------------------------------------------------------
+# A hook on the loop, with the signature of transformers' ``LogitsProcessor``: it gets the ids
+# so far (batch, seq) and the next-token logits (batch, vocab) and returns new logits (batch,
+# vocab). It runs before temperature, top-k and top-p, as user processors do in transformers'
+# ``generate``, so transformers' own processors work here too (``tutorial_lib.constrained``).
+LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 # The default of ``eos_token_id``: stop at the model's own end token(s), ``config.eos_token_id``,
 # as transformers' ``generate`` does. ``None`` means "never stop early".
 MODEL_EOS = "model"
@@ -219,6 +227,7 @@ def stream(
     attention_mask: torch.Tensor | None = None,
     eos_token_id: int | list[int] | str | None = MODEL_EOS,
     generator: torch.Generator | None = None,
+    logits_processor: LogitsProcessor | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the new tokens one step at a time, each a (batch,) tensor, as soon as it is made.
 
@@ -227,9 +236,21 @@ def stream(
     _check_sampling(temperature, top_k, top_p)
     _check_prompt(model, input_ids, max_new_tokens, attention_mask)
     eos_ids = _end_tokens(model, eos_token_id)
+    if logits_processor is not None and not callable(logits_processor):
+        raise TypeError(
+            f"logits_processor must be None or a callable (input_ids, logits) -> logits, "
+            f"got {type(logits_processor).__name__}"
+        )
     sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
     return _generate_tokens(
-        model, input_ids, max_new_tokens, use_cache, attention_mask, eos_ids, sampling
+        model,
+        input_ids,
+        max_new_tokens,
+        use_cache,
+        attention_mask,
+        eos_ids,
+        sampling,
+        logits_processor,
     )
 
 
@@ -268,6 +289,7 @@ def _generate_tokens(
     attention_mask: torch.Tensor | None,
     eos_ids: list[int],
     sampling: dict,
+    logits_processor: LogitsProcessor | None = None,
 ) -> Iterator[torch.Tensor]:
     config, device = model.config, model.device
     ids = input_ids.to(device)  # (batch, seq): the prompt, then every new token
@@ -292,6 +314,8 @@ def _generate_tokens(
             cache, new_input = KVCache(config, batch, total_length, device, model.dtype), ids
         hidden = model.model(new_input, mask, past_key_values=cache)[0]  # (batch, seq, hidden)
         logits = model.lm_head(hidden[:, -1])  # only the last position predicts: (batch, vocab)
+        if logits_processor is not None:
+            logits = logits_processor(ids, logits)  # e.g. forbid tokens: (batch, vocab)
         token = sample_next_token(logits, **sampling)  # (batch,)
         # A sequence that has ended emits padding while the others go on.
         token = torch.where(finished, pad, token)
@@ -316,6 +340,7 @@ def generate(
     attention_mask: torch.Tensor | None = None,
     eos_token_id: int | list[int] | str | None = MODEL_EOS,
     generator: torch.Generator | None = None,
+    logits_processor: LogitsProcessor | None = None,
 ) -> torch.Tensor:
     """Continue ``input_ids`` by up to ``max_new_tokens`` tokens; returns prompt + new ids.
 
@@ -331,6 +356,9 @@ def generate(
         eos_token_id: token id(s) that end a sequence; later positions get the pad token.
             By default the model's own (``config.eos_token_id``); None never stops early.
         generator: a seeded ``torch.Generator`` for reproducible sampling.
+        logits_processor: a callable ``(input_ids, logits) -> logits`` applied to each step's
+            (batch, vocab) logits before sampling, such as a transformers ``LogitsProcessor``
+            or a ``tutorial_lib.constrained`` constraint.
 
     Returns:
         (batch, seq + number of new tokens) token ids.
@@ -346,6 +374,7 @@ def generate(
         attention_mask,
         eos_token_id,
         generator,
+        logits_processor,
     )
     new_tokens = [token[:, None] for token in steps]
     return torch.cat([input_ids.to(model.device), *new_tokens], dim=-1)
@@ -415,3 +444,40 @@ def chat(
     """The model's reply to a chat (``kwargs`` as ``generate``; greedy by default)."""
     input_ids = chat_prompt(tokenizer, messages, system)
     return "".join(stream_text(model, tokenizer, input_ids, max_new_tokens, **kwargs))
+
+
+def chat_batch(
+    model: Phi3ForCausalLM,
+    tokenizer: PreTrainedTokenizerBase,
+    conversations: list[str | list[dict[str, str]]],
+    max_new_tokens: int = 256,
+    system: str | None = None,
+    **kwargs,
+) -> list[str]:
+    """The model's replies to several chats at once, one batch (``kwargs`` as ``generate``).
+
+    Each chat is formatted by ``chat_prompt``; the prompts are padded on the left to one
+    length, with an attention mask that hides the padding, so each reply is the one its chat
+    gets alone (up to floating-point rounding).
+    """
+    if not isinstance(conversations, list) or not conversations:
+        raise ValueError(
+            f"conversations={conversations!r} must be a non-empty list; each item a user "
+            "message (str) or a chat (list of {'role': ..., 'content': ...} dicts)"
+        )
+    prompts = [chat_prompt(tokenizer, messages, system)[0] for messages in conversations]
+    length = max(len(p) for p in prompts)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    input_ids = torch.full((len(prompts), length), pad, dtype=torch.long)  # (batch, seq)
+    attention_mask = torch.zeros_like(input_ids)  # 0: padding on the left
+    for row, prompt in enumerate(prompts):
+        input_ids[row, length - len(prompt) :] = prompt
+        attention_mask[row, length - len(prompt) :] = 1
+    out = generate(model, input_ids, max_new_tokens, attention_mask=attention_mask, **kwargs)
+    end_ids = set(_end_tokens(model, kwargs.get("eos_token_id", MODEL_EOS)))
+    replies = []
+    for row in out[:, length:].tolist():
+        # Keep each reply up to its end token; what follows is padding.
+        ends = [i for i, token in enumerate(row) if token in end_ids]
+        replies.append(tokenizer.decode(row[: ends[0]] if ends else row, skip_special_tokens=True))
+    return replies

@@ -26,6 +26,7 @@ from transformers.convert_slow_tokenizer import bytes_to_unicode
 from . import assets
 
 __all__ = [
+    "HIGHLIGHT",
     "PALETTE",
     "TOKENIZERS",
     "WHITESPACE",
@@ -36,6 +37,7 @@ __all__ = [
     "load_tokenizer",
     "show_tokens",
     "show_whitespace",
+    "token_bytes",
     "token_texts",
 ]
 
@@ -160,8 +162,12 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
 _BYTE_OF_SYMBOL = {symbol: byte for byte, symbol in bytes_to_unicode().items()}
 
 
-def _token_bytes(piece: str, decoder: object) -> bytes | None:
-    """The bytes a vocabulary entry stands for, or None when the entry is not spelled in bytes."""
+def token_bytes(piece: str, decoder: object) -> bytes | None:
+    """The bytes a vocabulary entry stands for, or None when the entry is not spelled in bytes.
+
+    ``piece`` is the entry as ``convert_ids_to_tokens`` gives it, ``decoder`` the tokenizer's
+    ``backend_tokenizer.decoder`` (it tells byte-level BPE from SentencePiece and WordPiece).
+    """
     if isinstance(decoder, decoders.ByteLevel):  # GPT-2, Llama 3, Qwen2, StarCoder...
         if all(c in _BYTE_OF_SYMBOL for c in piece):
             return bytes(_BYTE_OF_SYMBOL[c] for c in piece)
@@ -190,7 +196,7 @@ def token_texts(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> list[
     added = set(tokenizer.added_tokens_decoder)
     texts = []
     for i, piece in zip(ids, tokenizer.convert_ids_to_tokens(list(ids)), strict=True):
-        raw = None if i in added else _token_bytes(piece, backend.decoder)
+        raw = None if i in added else token_bytes(piece, backend.decoder)
         texts.append(piece if raw is None else raw.decode("utf-8", errors="backslashreplace"))
     return texts
 
@@ -201,6 +207,8 @@ def token_texts(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> list[
 
 # A fixed palette of light backgrounds (black text stays readable), cycled token by token.
 PALETTE = ("#fde2a7", "#b9e4c9", "#c6d8ff", "#ffc6d9", "#e2ccff", "#c9f1f5")
+# A dark background (under white text) for highlighted tokens, unlike any color of the palette.
+HIGHLIGHT = "#8b1e3f"
 # Whitespace made visible: a space is a middle dot, a tab an arrow, a newline a return sign
 # (followed by a real line break, so the lines of the text stay lines).
 WHITESPACE = {" ": "·", "\t": "→", "\n": "↵\n"}
@@ -224,13 +232,22 @@ class TokenView:
 
     ``tokens`` holds the text of each token (see ``token_texts``). On screen, token ``i`` gets
     the background ``PALETTE[i % len(PALETTE)]`` and whitespace is drawn with the signs of
-    ``WHITESPACE``. The plain ``repr`` separates tokens with "|".
+    ``WHITESPACE``; tokens whose id is in ``highlight`` (a chat template's special tokens,
+    say) are drawn in white on ``HIGHLIGHT`` instead. The plain ``repr`` separates tokens
+    with "|".
     """
 
     tokens: list[str]
     ids: list[int]
     vocab_size: int
     name: str = ""
+    highlight: frozenset[int] = frozenset()
+
+    def _colors(self, i: int) -> tuple[str, str]:
+        """Token ``i``'s (background, text) colors."""
+        if self.ids[i] in self.highlight:
+            return HIGHLIGHT, "#fff"
+        return PALETTE[i % len(PALETTE)], "#000"
 
     def header(self) -> str:
         """One line: the tokenizer's name, the number of tokens and the vocabulary size."""
@@ -243,7 +260,9 @@ class TokenView:
     def __str__(self) -> str:
         cells = []
         for i, token in enumerate(self.tokens):
-            color = _ansi_background(PALETTE[i % len(PALETTE)]) + "\x1b[30m"  # black text
+            background, foreground = self._colors(i)
+            text_color = "\x1b[37m" if foreground == "#fff" else "\x1b[30m"  # white or black
+            color = _ansi_background(background) + text_color
             # Close the color before a line break, so it does not run to the terminal's edge.
             text = show_whitespace(token).replace("\n", f"{_RESET}\n{color}")
             cells.append(f"{color}{text}{_RESET}")
@@ -253,10 +272,11 @@ class TokenView:
         cells = []
         for i, token in enumerate(self.tokens):
             text = html.escape(show_whitespace(token).replace("\n", ""))
+            background, foreground = self._colors(i)
             # One inline block per token: lines can wrap between tokens, never inside one.
             cells.append(
-                f'<span style="display:inline-block;white-space:pre;color:#000;'
-                f"background:{PALETTE[i % len(PALETTE)]};margin:1px 1px 1px 0;padding:0 1px;"
+                f'<span style="display:inline-block;white-space:pre;color:{foreground};'
+                f"background:{background};margin:1px 1px 1px 0;padding:0 1px;"
                 f'border-radius:2px">{text}</span>' + "<br>" * token.count("\n")
             )
         return (
