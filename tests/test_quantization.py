@@ -25,6 +25,7 @@ from tutorial_lib.quantization import (
     Int8Linear,
     dequantize_int4,
     dequantize_int8,
+    memory_bandwidth,
     perplexity,
     quantize_int4,
     quantize_int8,
@@ -312,3 +313,10 @@ def test_real_model_quantized_keeps_its_perplexity_and_answer():
         assert quantized.dtype == torch.bfloat16
         assert perplexity(quantized, text) < fp32 * (1 + budget)
         assert tokenizer.decode(generate(quantized, question, 1)[0, -1]) == " Paris"
+
+
+def test_memory_bandwidth_is_a_plausible_rate():
+    rate = memory_bandwidth(megabytes=16, repeats=2)
+    assert 1e8 < rate < 1e13  # 0.1 GB/s .. 10 TB/s: bytes per second, not MB or seconds
+    with pytest.raises(ValueError, match="megabytes=0"):
+        memory_bandwidth(megabytes=0)

@@ -13,7 +13,9 @@ more tokens per second. This module reads top to bottom:
    keep only the quantized weights and multiply with PyTorch's fused CPU kernels, which
    dequantize on the fly (the full-precision matrix is never rebuilt in memory).
 4. ``quantize_weights``                    - swap every linear layer of a model in place.
-5. ``weight_bytes`` / ``perplexity``        - what it saves, and what it costs in quality.
+5. ``weight_bytes`` / ``memory_bandwidth`` - the bytes a token reads and how fast they come:
+                                             the decoding roofline;
+   ``perplexity``                          - what quantization costs in quality.
 
 Only the weights are quantized; activations, the KV cache, norms and the token embedding
 stay in the model's dtype. Use bfloat16 activations: the kernels are fast with them and up to
@@ -25,6 +27,7 @@ bitsandbytes) whose kernels pack the weights for that GPU.
 from __future__ import annotations
 
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +41,7 @@ __all__ = [
     "QUANTIZE_BITS",
     "dequantize_int4",
     "dequantize_int8",
+    "memory_bandwidth",
     "perplexity",
     "quantize_int4",
     "quantize_int8",
@@ -340,6 +344,26 @@ def weight_bytes(model: nn.Module, per_token: bool = False) -> int:
     if lm_head_weight is not None and lm_head_weight.data_ptr() == embedding.data_ptr():
         return total  # tied: the LM head reads the whole table every step
     return total - embedding.numel() * embedding.element_size()
+
+
+def memory_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
+    """Bytes per second the CPU moves in a large copy (bytes read + bytes written), best run.
+
+    The copy is much larger than the CPU's caches, so it measures main memory, the speed limit
+    of decoding: ``tokens/s <= memory_bandwidth() / weight_bytes(model, per_token=True)``.
+    Uses torch's current number of threads.
+    """
+    if isinstance(megabytes, bool) or not isinstance(megabytes, int) or megabytes < 1:
+        raise ValueError(f"megabytes={megabytes!r} must be an integer >= 1")
+    source = torch.ones(megabytes * 2**20 // 4)  # float32: 4 bytes each
+    target = torch.empty_like(source)
+    target.copy_(source)  # the first write maps the memory pages; not timed
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        target.copy_(source)
+        best = min(best, time.perf_counter() - start)
+    return 2 * source.nbytes / best  # every byte is read once and written once
 
 
 @torch.inference_mode()
