@@ -21,6 +21,7 @@ from tutorial_lib.generation import generate
 from tutorial_lib.loading import OFFLINE_PRESET, load
 from tutorial_lib.phi3 import Phi3ForCausalLM
 from tutorial_lib.quantization import (
+    DENSE_MIN_TOKENS,
     Int4Linear,
     Int8Linear,
     dequantize_int4,
@@ -138,7 +139,7 @@ def test_int8_linear_equals_linear_on_dequantized_weight(dtype):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("group_size", [32, 64])
 def test_int4_linear_equals_linear_on_dequantized_weight(dtype, group_size):
-    linear = nn.Linear(128, 48, bias=False).to(dtype)
+    linear = nn.Linear(128, 64, bias=False).to(dtype)
     layer = Int4Linear.from_linear(linear, group_size)
     q, scale, minimum = quantize_int4(linear.weight.detach(), group_size)
     # The layer keeps scale and zero in the activations' dtype: the reference does too.
@@ -147,9 +148,29 @@ def test_int4_linear_equals_linear_on_dequantized_weight(dtype, group_size):
     weight = dequantize_int4(q, scale_d, minimum_d, group_size)
     x = torch.randn(3, 128).to(dtype)
     got = layer(x)
-    assert got.shape == (3, 48) and got.dtype == dtype
+    assert got.shape == (3, 64) and got.dtype == dtype
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     torch.testing.assert_close(got.float(), F.linear(x.float(), weight), atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_many_tokens_take_the_dense_path_with_the_same_result(bits):
+    linear = nn.Linear(128, 192, bias=False).to(torch.bfloat16)
+    layer = Int8Linear.from_linear(linear) if bits == 8 else Int4Linear.from_linear(linear, 32)
+    x = torch.randn(DENSE_MIN_TOKENS, 128).to(torch.bfloat16)
+    dense = layer(x).float()  # dequantize once, F.linear
+    one_by_one = torch.cat([layer(row[None]) for row in x]).float()  # the kernel, row by row
+    torch.testing.assert_close(dense, one_by_one, atol=0.03, rtol=0.03)
+
+
+def test_int4_codes_unpack_from_the_kernel_layout():
+    w = random_weight(128, 64)
+    q, scale, minimum = quantize_int4(w, 32)
+    layer = Int4Linear(q, scale, minimum, 32, torch.float32)
+    assert torch.equal(layer.codes(), q)
+    torch.testing.assert_close(layer.dequantize(), dequantize_int4(q, scale, minimum, 32))
+    with pytest.raises(ValueError, match="multiple of 64"):
+        Int4Linear(q[:96], scale[:96], minimum[:96], 32, torch.float32)
 
 
 def test_quantized_layer_rejects_wrong_inputs():
@@ -169,12 +190,8 @@ def dequantized_copy(model: Phi3ForCausalLM, reference: Phi3ForCausalLM) -> Phi3
     """``reference`` with every quantized layer of ``model`` put back as a float32 nn.Linear."""
     for name, module in model.named_modules():
         if isinstance(module, (Int8Linear, Int4Linear)):
-            if isinstance(module, Int8Linear):
-                weight = module.dequantize()
-            else:
-                # Recover the weight from the kernel itself: x = I gives W^T.
-                eye = torch.eye(module.in_features, dtype=module.scales_and_zeros.dtype)
-                weight = module(eye).float().T
+            # The int4 codes come back from the kernel's packed layout.
+            weight = module.dequantize()
             parent_name, _, attr = name.rpartition(".")
             parent = reference.get_submodule(parent_name) if parent_name else reference
             linear = nn.Linear(module.in_features, module.out_features, bias=False)

@@ -32,6 +32,7 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .phi3 import Phi3ForCausalLM
 
@@ -53,6 +54,10 @@ QUANTIZE_BITS = (8, 4)
 DEFAULT_INT4_GROUP_SIZE = 32  # as GGUF's Q4_0 / Q4_1 blocks
 # The dtypes the activations may have: the kernels take float32 (slow) and bfloat16 (fast).
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16)
+# The kernels are made for decoding, a few tokens at a time: their time grows with every
+# token. From this many tokens on (a long prompt, a perplexity), dequantizing the matrix once
+# and running one dense matmul is faster (measured on a 2-core AVX2 CPU, one thread).
+DENSE_MIN_TOKENS = 128
 
 
 def _check_weight(weight: torch.Tensor) -> None:
@@ -183,7 +188,10 @@ class Int8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.in_features, self.scale.dtype)
         x2d = x.reshape(-1, self.in_features)  # (tokens, in): the kernel takes a matrix
-        y = torch.ops.aten._weight_int8pack_mm(x2d, self.weight_int8, self.scale)
+        if x2d.shape[0] >= DENSE_MIN_TOKENS:  # many tokens: dequantize once, one dense matmul
+            y = F.linear(x2d, self.weight_int8.to(x.dtype) * self.scale[:, None])
+        else:
+            y = torch.ops.aten._weight_int8pack_mm(x2d, self.weight_int8, self.scale)
         return y.reshape(*x.shape[:-1], self.out_features)  # (..., out)
 
     def extra_repr(self) -> str:
@@ -211,6 +219,11 @@ class Int4Linear(nn.Module):
         super().__init__()
         self.out_features, self.in_features = q.shape
         _check_group_size(group_size, self.in_features)
+        if self.out_features % 64 != 0:
+            raise ValueError(
+                f"Int4Linear needs a multiple of 64 output features (the kernel's layout packs "
+                f"rows in blocks of 64), got {self.out_features}; use int8 for this layer"
+            )
         self.group_size = group_size
         # Two 4-bit codes per byte, tiled for the kernel: (out, in / 2) uint8.
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 2)
@@ -230,12 +243,33 @@ class Int4Linear(nn.Module):
         q, scale, minimum = quantize_int4(linear.weight.detach(), group_size)
         return cls(q, scale, minimum, group_size, linear.weight.dtype)
 
+    def codes(self) -> torch.Tensor:
+        """The (out, in) 4-bit codes, 0..15, unpacked from the kernel's layout.
+
+        Each block of 64 rows is stored column by column: byte ``j`` of column ``k`` holds row
+        ``j`` of the block in its low 4 bits and row ``32 + j`` in its high 4 bits.
+        """
+        blocks = self.weight_int4pack.reshape(self.out_features // 64, self.in_features, 32)
+        codes = torch.cat([blocks & 15, blocks >> 4], dim=2)  # (n_blocks, in, 64)
+        return codes.transpose(1, 2).reshape(self.out_features, self.in_features)
+
+    def dequantize(self) -> torch.Tensor:
+        """The (out, in) float32 weight this layer multiplies by: ``(q - 8) * scale + zero``."""
+        scale, zero = self.scales_and_zeros.float().transpose(0, 1).unbind(-1)  # (out, n_groups)
+        n_groups = self.in_features // self.group_size
+        codes = self.codes().float().reshape(self.out_features, n_groups, self.group_size)
+        weight = (codes - 8) * scale[..., None] + zero[..., None]
+        return weight.reshape(self.out_features, self.in_features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.in_features, self.scales_and_zeros.dtype)
         x2d = x.reshape(-1, self.in_features)  # (tokens, in)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            x2d, self.weight_int4pack, self.group_size, self.scales_and_zeros
-        )
+        if x2d.shape[0] >= DENSE_MIN_TOKENS:  # many tokens: dequantize once, one dense matmul
+            y = F.linear(x2d, self.dequantize().to(x.dtype))
+        else:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                x2d, self.weight_int4pack, self.group_size, self.scales_and_zeros
+            )
         return y.reshape(*x.shape[:-1], self.out_features)  # (..., out)
 
     def extra_repr(self) -> str:
@@ -378,7 +412,11 @@ def perplexity(model: Phi3ForCausalLM, input_ids: torch.Tensor) -> float:
             f"input_ids must be (batch, seq) with seq >= 2, got {tuple(input_ids.shape)}"
         )
     input_ids = input_ids.to(model.device)
-    logits = model(input_ids).logits[:, :-1].float()  # (batch, seq - 1, vocab): predictions
+    # The plain (math) attention kernel: PyTorch's fused CPU kernel fails on bfloat16 inputs of
+    # 64+ tokens when it runs without AVX2/AVX-512 ("pack_vnni2 is only supported when avx512
+    # is supported", torch 2.13 with ATEN_CPU_CAPABILITY=default).
+    with sdpa_kernel(SDPBackend.MATH):
+        logits = model(input_ids).logits[:, :-1].float()  # (batch, seq - 1, vocab): predictions
     targets = input_ids[:, 1:]  # (batch, seq - 1): the tokens that came next
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
     return math.exp(loss.item())
