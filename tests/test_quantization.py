@@ -31,6 +31,7 @@ from tutorial_lib.quantization import (
     quantize_int4,
     quantize_int8,
     quantize_weights,
+    simulate_quantization,
     weight_bytes,
 )
 
@@ -153,24 +154,12 @@ def test_int4_linear_equals_linear_on_dequantized_weight(dtype, group_size):
     torch.testing.assert_close(got.float(), F.linear(x.float(), weight), atol=tol, rtol=tol)
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_many_tokens_take_the_dense_path_with_the_same_result(bits):
-    linear = nn.Linear(128, 192, bias=False).to(torch.bfloat16)
-    layer = Int8Linear.from_linear(linear) if bits == 8 else Int4Linear.from_linear(linear, 32)
+def test_many_int8_tokens_take_the_dense_path_with_the_same_result():
+    layer = Int8Linear.from_linear(nn.Linear(128, 192, bias=False).to(torch.bfloat16))
     x = torch.randn(DENSE_MIN_TOKENS, 128).to(torch.bfloat16)
     dense = layer(x).float()  # dequantize once, F.linear
     one_by_one = torch.cat([layer(row[None]) for row in x]).float()  # the kernel, row by row
     torch.testing.assert_close(dense, one_by_one, atol=0.03, rtol=0.03)
-
-
-def test_int4_codes_unpack_from_the_kernel_layout():
-    w = random_weight(128, 64)
-    q, scale, minimum = quantize_int4(w, 32)
-    layer = Int4Linear(q, scale, minimum, 32, torch.float32)
-    assert torch.equal(layer.codes(), q)
-    torch.testing.assert_close(layer.dequantize(), dequantize_int4(q, scale, minimum, 32))
-    with pytest.raises(ValueError, match="multiple of 64"):
-        Int4Linear(q[:96], scale[:96], minimum[:96], 32, torch.float32)
 
 
 def test_quantized_layer_rejects_wrong_inputs():
@@ -190,8 +179,12 @@ def dequantized_copy(model: Phi3ForCausalLM, reference: Phi3ForCausalLM) -> Phi3
     """``reference`` with every quantized layer of ``model`` put back as a float32 nn.Linear."""
     for name, module in model.named_modules():
         if isinstance(module, (Int8Linear, Int4Linear)):
-            # The int4 codes come back from the kernel's packed layout.
-            weight = module.dequantize()
+            if isinstance(module, Int8Linear):
+                weight = module.dequantize()
+            else:
+                # Recover the weight from the kernel itself: x = I gives W^T.
+                eye = torch.eye(module.in_features, dtype=module.scales_and_zeros.dtype)
+                weight = module(eye).float().T
             parent_name, _, attr = name.rpartition(".")
             parent = reference.get_submodule(parent_name) if parent_name else reference
             linear = nn.Linear(module.in_features, module.out_features, bias=False)
@@ -206,6 +199,19 @@ def test_quantized_model_equals_model_with_dequantized_weights(bits):
     reference = dequantized_copy(model, tiny())
     x = ids(2, 10)
     torch.testing.assert_close(model(x).logits, reference(x).logits, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("dtype", "bits"), [(torch.float32, 8), (torch.float32, 4)])
+@torch.inference_mode()
+def test_simulated_quantization_gives_the_quantized_models_logits(dtype, bits):
+    x = ids(2, 10)
+    quantized = quantize_weights(tiny(dtype), bits)
+    simulated = simulate_quantization(tiny(dtype), bits)
+    assert isinstance(simulated.lm_head, nn.Linear)
+    assert simulated.lm_head.weight is not simulated.model.embed_tokens.weight  # untied copy
+    torch.testing.assert_close(simulated(x).logits, quantized(x).logits, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="bits=3"):
+        simulate_quantization(tiny(), 3)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ more tokens per second. This module reads top to bottom:
 3. ``Int8Linear`` / ``Int4Linear``          - drop-in replacements for ``nn.Linear`` that
    keep only the quantized weights and multiply with PyTorch's fused CPU kernels, which
    dequantize on the fly (the full-precision matrix is never rebuilt in memory).
-4. ``quantize_weights``                    - swap every linear layer of a model in place.
+4. ``quantize_weights``                    - swap every linear layer of a model in place;
+   ``simulate_quantization``               - round the weights the same way, keep float layers.
 5. ``weight_bytes`` / ``memory_bandwidth`` - the bytes a token reads and how fast they come:
                                              the decoding roofline;
    ``perplexity``                          - what quantization costs in quality.
@@ -47,6 +48,7 @@ __all__ = [
     "quantize_int4",
     "quantize_int8",
     "quantize_weights",
+    "simulate_quantization",
     "weight_bytes",
 ]
 
@@ -55,8 +57,8 @@ DEFAULT_INT4_GROUP_SIZE = 32  # as GGUF's Q4_0 / Q4_1 blocks
 # The dtypes the activations may have: the kernels take float32 (slow) and bfloat16 (fast).
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16)
 # The kernels are made for decoding, a few tokens at a time: their time grows with every
-# token. From this many tokens on (a long prompt, a perplexity), dequantizing the matrix once
-# and running one dense matmul is faster (measured on a 2-core AVX2 CPU, one thread).
+# token. From this many tokens on (a long prompt, a perplexity), Int8Linear dequantizes its
+# matrix once and runs one dense matmul, which is faster (measured on a 2-core AVX2 CPU).
 DENSE_MIN_TOKENS = 128
 
 
@@ -203,9 +205,10 @@ class Int4Linear(nn.Module):
     group of ``group_size`` inputs.
 
     ``aten._weight_int4pack_mm_for_cpu`` wants the codes packed in its own tiled layout
-    (``aten._convert_weight_to_int4pack_for_cpu``) and the groups' parameters as
-    ``scales_and_zeros`` (in / group_size, out, 2), for ``w = (q - 8) * scale + zero``: its
-    ``zero`` is the value of the middle code 8, i.e. ``minimum + 8 * scale``.
+    (``aten._convert_weight_to_int4pack_for_cpu``; it differs between CPU kernels, so the
+    layer cannot unpack it portably: keep ``quantize_int4``'s outputs to inspect them), and
+    the groups' parameters as ``scales_and_zeros`` (in / group_size, out, 2), for
+    ``w = (q - 8) * scale + zero``: its ``zero`` is the value of the middle code 8, i.e. ``minimum + 8 * scale``.
     """
 
     def __init__(
@@ -219,10 +222,10 @@ class Int4Linear(nn.Module):
         super().__init__()
         self.out_features, self.in_features = q.shape
         _check_group_size(group_size, self.in_features)
-        if self.out_features % 64 != 0:
+        if self.out_features % 16 != 0:
             raise ValueError(
-                f"Int4Linear needs a multiple of 64 output features (the kernel's layout packs "
-                f"rows in blocks of 64), got {self.out_features}; use int8 for this layer"
+                f"Int4Linear needs a multiple of 16 output features (the kernel packs rows in "
+                f"blocks), got {self.out_features}; use int8 for this layer"
             )
         self.group_size = group_size
         # Two 4-bit codes per byte, tiled for the kernel: (out, in / 2) uint8.
@@ -243,33 +246,12 @@ class Int4Linear(nn.Module):
         q, scale, minimum = quantize_int4(linear.weight.detach(), group_size)
         return cls(q, scale, minimum, group_size, linear.weight.dtype)
 
-    def codes(self) -> torch.Tensor:
-        """The (out, in) 4-bit codes, 0..15, unpacked from the kernel's layout.
-
-        Each block of 64 rows is stored column by column: byte ``j`` of column ``k`` holds row
-        ``j`` of the block in its low 4 bits and row ``32 + j`` in its high 4 bits.
-        """
-        blocks = self.weight_int4pack.reshape(self.out_features // 64, self.in_features, 32)
-        codes = torch.cat([blocks & 15, blocks >> 4], dim=2)  # (n_blocks, in, 64)
-        return codes.transpose(1, 2).reshape(self.out_features, self.in_features)
-
-    def dequantize(self) -> torch.Tensor:
-        """The (out, in) float32 weight this layer multiplies by: ``(q - 8) * scale + zero``."""
-        scale, zero = self.scales_and_zeros.float().transpose(0, 1).unbind(-1)  # (out, n_groups)
-        n_groups = self.in_features // self.group_size
-        codes = self.codes().float().reshape(self.out_features, n_groups, self.group_size)
-        weight = (codes - 8) * scale[..., None] + zero[..., None]
-        return weight.reshape(self.out_features, self.in_features)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.in_features, self.scales_and_zeros.dtype)
         x2d = x.reshape(-1, self.in_features)  # (tokens, in)
-        if x2d.shape[0] >= DENSE_MIN_TOKENS:  # many tokens: dequantize once, one dense matmul
-            y = F.linear(x2d, self.dequantize().to(x.dtype))
-        else:
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(
-                x2d, self.weight_int4pack, self.group_size, self.scales_and_zeros
-            )
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            x2d, self.weight_int4pack, self.group_size, self.scales_and_zeros
+        )
         return y.reshape(*x.shape[:-1], self.out_features)  # (..., out)
 
     def extra_repr(self) -> str:
@@ -282,6 +264,33 @@ class Int4Linear(nn.Module):
 # --------------------------------------------------------------------------------------
 # 4. Quantizing a whole model
 # --------------------------------------------------------------------------------------
+def _check_quantize_arguments(
+    model: Phi3ForCausalLM, bits: int, group_size: int | None, lm_head_bits: int | None
+) -> None:
+    if bits not in QUANTIZE_BITS:
+        raise ValueError(f"bits={bits!r} is not supported; use 8 or 4")
+    if lm_head_bits is not None and lm_head_bits not in QUANTIZE_BITS:
+        raise ValueError(f"lm_head_bits={lm_head_bits!r} is not supported; use 8, 4 or None")
+    if bits == 8 and group_size is not None:
+        raise ValueError(
+            f"group_size={group_size!r}: int8 uses one scale per output channel; "
+            "pass group_size=None"
+        )
+    if not isinstance(model, Phi3ForCausalLM):
+        raise TypeError(f"model must be a Phi3ForCausalLM, got {type(model).__name__}")
+    weight = model.model.embed_tokens.weight
+    if weight.device.type != "cpu":
+        raise ValueError(
+            f"the model is on {weight.device}; the quantized kernels run on the CPU "
+            "(on a GPU, load the model in bfloat16 instead)"
+        )
+    if weight.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"the model's dtype is {weight.dtype}; quantized layers compute in "
+            "torch.bfloat16 (fast) or torch.float32 (reference)"
+        )
+
+
 def quantize_weights(
     model: Phi3ForCausalLM,
     bits: int,
@@ -312,28 +321,7 @@ def quantize_weights(
     Raises:
         ValueError: unsupported ``bits``/``group_size``/device; TypeError: unsupported dtype.
     """
-    if bits not in QUANTIZE_BITS:
-        raise ValueError(f"bits={bits!r} is not supported; use 8 or 4")
-    if lm_head_bits is not None and lm_head_bits not in QUANTIZE_BITS:
-        raise ValueError(f"lm_head_bits={lm_head_bits!r} is not supported; use 8, 4 or None")
-    if bits == 8 and group_size is not None:
-        raise ValueError(
-            f"group_size={group_size!r}: int8 uses one scale per output channel; "
-            "pass group_size=None"
-        )
-    if not isinstance(model, Phi3ForCausalLM):
-        raise TypeError(f"model must be a Phi3ForCausalLM, got {type(model).__name__}")
-    weight = model.model.embed_tokens.weight
-    if weight.device.type != "cpu":
-        raise ValueError(
-            f"the model is on {weight.device}; the quantized kernels run on the CPU "
-            "(on a GPU, load the model in bfloat16 instead)"
-        )
-    if weight.dtype not in SUPPORTED_DTYPES:
-        raise TypeError(
-            f"the model's dtype is {weight.dtype}; quantized layers compute in "
-            "torch.bfloat16 (fast) or torch.float32 (reference)"
-        )
+    _check_quantize_arguments(model, bits, group_size, lm_head_bits)
     group_size = DEFAULT_INT4_GROUP_SIZE if group_size is None else group_size
 
     def quantized(linear: nn.Module, n_bits: int = bits) -> nn.Module:
@@ -351,6 +339,44 @@ def quantize_weights(
         if lm_head_bits is not None:
             # A new module: a tied embedding keeps its own full-precision matrix.
             model.lm_head = quantized(model.lm_head, lm_head_bits)
+    return model
+
+
+def _round_trip(weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
+    """``weight`` rounded onto the int8 or int4 grid and back, in its own dtype."""
+    if bits == 8:
+        return dequantize_int8(*quantize_int8(weight)).to(weight.dtype)
+    return dequantize_int4(*quantize_int4(weight, group_size), group_size).to(weight.dtype)
+
+
+def simulate_quantization(
+    model: Phi3ForCausalLM,
+    bits: int,
+    group_size: int | None = None,
+    lm_head_bits: int | None = 8,
+) -> Phi3ForCausalLM:
+    """Round the weights as ``quantize_weights`` does, but keep them as float ``nn.Linear``.
+
+    The model computes with the same rounded numbers, through ordinary dense matmuls: no
+    memory or speed gain, but its quality can be measured quickly on long texts and on any
+    CPU ("simulated" or "fake" quantization). Arguments as for ``quantize_weights``.
+    """
+    _check_quantize_arguments(model, bits, group_size, lm_head_bits)
+    group_size = DEFAULT_INT4_GROUP_SIZE if group_size is None else group_size
+    with torch.no_grad():
+        for layer in model.model.layers:
+            for linear in (
+                layer.self_attn.qkv_proj,
+                layer.self_attn.o_proj,
+                layer.mlp.gate_up_proj,
+                layer.mlp.down_proj,
+            ):
+                linear.weight.copy_(_round_trip(linear.weight, bits, group_size))
+        if lm_head_bits is not None:
+            # A new matrix: a tied embedding keeps its own full-precision one.
+            rounded = _round_trip(model.lm_head.weight, lm_head_bits, group_size)
+            model.lm_head = nn.Linear(rounded.shape[1], rounded.shape[0], bias=False)
+            model.lm_head.weight = nn.Parameter(rounded, requires_grad=False)
     return model
 
 
