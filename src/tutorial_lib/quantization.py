@@ -208,7 +208,8 @@ class Int4Linear(nn.Module):
     (``aten._convert_weight_to_int4pack_for_cpu``; it differs between CPU kernels, so the
     layer cannot unpack it portably: keep ``quantize_int4``'s outputs to inspect them), and
     the groups' parameters as ``scales_and_zeros`` (in / group_size, out, 2), for
-    ``w = (q - 8) * scale + zero``: its ``zero`` is the value of the middle code 8, i.e. ``minimum + 8 * scale``.
+    ``w = (q - 8) * scale + zero``: its ``zero`` is the value of the middle code 8, i.e.
+    ``minimum + 8 * scale``.
     """
 
     def __init__(
