@@ -202,16 +202,10 @@ def test_unsupported_architecture_raises():
 
 
 def test_unsupported_rope_type_raises():
-    llama3_rope = dict(
-        rope_type="llama3",
-        rope_theta=10000.0,
-        factor=8.0,
-        low_freq_factor=1.0,
-        high_freq_factor=4.0,
-        original_max_position_embeddings=16,
-    )
-    llama = LlamaForCausalLM(LlamaConfig(**TINY, rope_parameters=llama3_rope))
-    with pytest.raises(ValueError, match=r"rope_type='llama3' is not supported"):
+    # Gemma 4's "proportional" RoPE is in transformers but not in tutorial_lib.rope.
+    proportional = dict(rope_type="proportional", rope_theta=10000.0, partial_rotary_factor=1.0)
+    llama = LlamaForCausalLM(LlamaConfig(**TINY, rope_parameters=proportional))
+    with pytest.raises(ValueError, match=r"rope_type='proportional' is not supported"):
         Phi3ForCausalLM.from_hf(llama)
 
 

@@ -13,6 +13,8 @@ from transformers import (
     LlamaForCausalLM,
     MistralConfig,
     MistralForCausalLM,
+    MixtralConfig,
+    MixtralForCausalLM,
 )
 from transformers import Phi3Config as HFPhi3Config
 from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
@@ -86,6 +88,23 @@ CASES = {
         MistralConfig,
         MistralForCausalLM,
         dict(num_key_value_heads=1, sliding_window=6, head_dim=24),
+    ),
+    # Mixture of experts: our SparseMoeBlock in the MLP's place (tutorial_lib.moe).
+    "mixtral-top2": (
+        MixtralConfig,
+        MixtralForCausalLM,
+        dict(num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2),
+    ),
+    "mixtral-top1-sliding-window-eager": (
+        MixtralConfig,
+        MixtralForCausalLM,
+        dict(
+            num_key_value_heads=1,
+            num_local_experts=3,
+            num_experts_per_tok=1,
+            sliding_window=6,
+            experts_implementation="eager",
+        ),
     ),
 }
 

@@ -68,14 +68,38 @@ def test_tied_embeddings_share_one_matrix():
     [
         (dict(num_key_value_heads=5), r"num_key_value_heads=5 must divide num_attention_heads=32"),
         (dict(hidden_size=3000), r"hidden_size=3000 must be divisible by num_attention_heads=32"),
-        (dict(rope_type="yarn"), r"rope_type='yarn' is not supported; use 'default' or 'longrope'"),
-        (dict(partial_rotary_factor=0.0), r"partial_rotary_factor=0.0 must be in \(0, 1\]"),
-        (dict(partial_rotary_factor=1.5), r"partial_rotary_factor=1.5 must be in \(0, 1\]"),
         (
-            dict(rope_type="longrope", short_factor=[1.0] * 48, long_factor=[1.0] * 47),
-            r"needs long_factor with 48 numbers \(one per rotary frequency\)",
+            dict(rope_parameters=dict(rope_type="ntk", rope_theta=1e4)),
+            r"rope_type='ntk' is not supported; supported: \('default', 'linear', 'dynamic'",
         ),
-        (dict(rope_type="longrope"), r"needs short_factor with 48 numbers .* got None"),
+        (
+            dict(rope_parameters=dict(rope_type="default", rope_theta=1, partial_rotary_factor=0)),
+            r"partial_rotary_factor=0 must be in \(0, 1\]",
+        ),
+        (
+            dict(rope_parameters=dict(rope_type="default", rope_theta=1, partial_rotary_factor=2)),
+            r"partial_rotary_factor=2 must be in \(0, 1\]",
+        ),
+        (
+            dict(
+                rope_parameters=dict(
+                    rope_type="longrope",
+                    rope_theta=1e4,
+                    original_max_position_embeddings=2048,
+                    short_factor=[1.0] * 48,
+                    long_factor=[1.0] * 47,
+                )
+            ),
+            r"needs long_factor with 48 numbers \(one per rotary frequency\), got 47",
+        ),
+        (
+            dict(rope_parameters=dict(rope_type="longrope", rope_theta=1e4)),
+            r"rope_type='longrope' needs 'short_factor' in rope_parameters",
+        ),
+        (
+            dict(rope_parameters=dict(rope_type="yarn", rope_theta=1e4, factor=4.0)),
+            r"rope_type='yarn' needs 'original_max_position_embeddings' in rope_parameters",
+        ),
         (dict(sliding_window=0), r"sliding_window=0 must be None or >= 1"),
     ],
 )

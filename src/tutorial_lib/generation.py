@@ -184,7 +184,7 @@ def _check_prompt(
     ):
         raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an integer >= 1")
     check_input_ids(input_ids, model.config.vocab_size)
-    context = model.config.max_position_embeddings
+    context = model.config.context_length
     if input_ids.shape[1] + max_new_tokens > context:
         raise ValueError(
             f"prompt ({input_ids.shape[1]} tokens) + max_new_tokens ({max_new_tokens}) exceeds "
@@ -223,7 +223,7 @@ def _generate_tokens(
             new_input = ids  # without a cache, the whole sequence goes through at every step
         elif (
             config.rope_type == "longrope"
-            and cache.length == config.original_max_position_embeddings
+            and cache.length == config.rope_parameters["original_max_position_embeddings"]
         ):
             # longrope switches to its long factors once the sequence outgrows the pre-training
             # context: keys cached with the short ones are stale, so compute them all again.

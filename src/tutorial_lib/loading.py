@@ -5,10 +5,12 @@ files (the weights: one ``model.safetensors``, or shards listed in
 ``model.safetensors.index.json``). Loading one into ``tutorial_lib.phi3`` takes four steps:
 
 1. find the directory: a preset name, a local path, or a hub id downloaded to the hub cache;
-2. turn its config into a ``Phi3Config`` (Phi-3, Llama and Mistral all fit);
+2. turn its config into a ``Phi3Config`` (Phi-3, Llama, Mistral and Mixtral all fit);
 3. rename the weights into Phi-3's layout: Llama and Mistral keep separate ``q_proj``,
    ``k_proj``, ``v_proj`` and ``gate_proj``, ``up_proj`` matrices, which we stack into
    Phi-3's fused ``qkv_proj`` and ``gate_up_proj`` (the same numbers, one matmul each);
+   Mixtral checkpoints keep one ``w1`` (gate), ``w3`` (up), ``w2`` (down) per expert, which
+   we stack into the 3-D expert tensors of ``tutorial_lib.moe`` (as transformers 5 does);
 4. check every name and shape against the model, then put the tensors in place.
 
 ``from_hf`` does steps 2-4 for a model already loaded by ``transformers``.
@@ -28,7 +30,7 @@ from transformers import AutoConfig, PretrainedConfig, PreTrainedTokenizerBase
 
 from . import assets
 from .device import default_dtype, get_device
-from .phi3 import Phi3Config, Phi3ForCausalLM, longrope_attention_scaling
+from .phi3 import Phi3Config, Phi3ForCausalLM
 from .quantization import quantize_weights
 from .tokenization import load_tokenizer
 
@@ -76,7 +78,7 @@ OFFLINE_PRESET = "smollm2-135m-instruct"
 QUANTIZE_FORMATS: dict[str | None, int | None] = {None: None, "int8": 8, "int4": 4}
 
 # The transformers model types whose checkpoints map onto our Phi-3 decoder.
-SUPPORTED_MODEL_TYPES = ("phi3", "llama", "mistral")
+SUPPORTED_MODEL_TYPES = ("phi3", "llama", "mistral", "mixtral")
 
 
 # --------------------------------------------------------------------------------------
@@ -133,7 +135,7 @@ def resolve_model_dir(name_or_path: str | Path) -> Path:
 # 2. The config
 # --------------------------------------------------------------------------------------
 def config_from_hf(hf_config: PretrainedConfig) -> Phi3Config:
-    """Translate a transformers Phi-3, Llama or Mistral config into a ``Phi3Config``.
+    """Translate a transformers Phi-3, Llama, Mistral or Mixtral config into a ``Phi3Config``.
 
     Raises:
         ValueError: the architecture or one of its options has no counterpart in Phi-3.
@@ -152,25 +154,22 @@ def config_from_hf(hf_config: PretrainedConfig) -> Phi3Config:
         if getattr(hf_config, option, False):
             raise ValueError(f"{option}=True is not supported: Phi-3's projections have no bias")
 
-    rope = dict(hf_config.rope_parameters or {})
-    rope_type = rope.get("rope_type", "default")
-    if rope_type not in ("default", "longrope"):
-        raise ValueError(
-            f"rope_type={rope_type!r} is not supported; supported: 'default', 'longrope'"
-        )
-    partial_rotary_factor = rope.get("partial_rotary_factor", 1.0)
+    # RoPE: transformers' rope_parameters as they are (tutorial_lib.rope reads the same keys;
+    # Phi3Config rejects the types it does not know).
+    rope_parameters = dict(hf_config.rope_parameters or {})
+    partial_rotary_factor = rope_parameters.get("partial_rotary_factor", 1.0)
     if model_type != "phi3" and partial_rotary_factor != 1.0:
         raise ValueError(
             f"partial_rotary_factor={partial_rotary_factor} is only supported for phi3 models"
         )
-    original_max = (
-        rope.get("original_max_position_embeddings")
-        or getattr(hf_config, "original_max_position_embeddings", None)
-        or hf_config.max_position_embeddings
-    )
-    attention_factor = rope.get("attention_factor")
-    if rope_type == "longrope" and attention_factor is None and rope.get("factor") is not None:
-        attention_factor = longrope_attention_scaling(rope["factor"], original_max)
+    # Mixtral: Mistral with a mixture of experts in every layer; its router always renormalises.
+    experts = {}
+    if model_type == "mixtral":
+        experts = dict(
+            num_local_experts=hf_config.num_local_experts,
+            num_experts_per_tok=hf_config.num_experts_per_tok,
+            norm_topk_prob=True,
+        )
 
     return Phi3Config(
         vocab_size=hf_config.vocab_size,
@@ -182,18 +181,13 @@ def config_from_hf(hf_config: PretrainedConfig) -> Phi3Config:
         head_dim=getattr(hf_config, "head_dim", None),
         max_position_embeddings=hf_config.max_position_embeddings,
         rms_norm_eps=hf_config.rms_norm_eps,
-        rope_theta=rope["rope_theta"],
-        partial_rotary_factor=partial_rotary_factor,
-        rope_type=rope_type,
-        original_max_position_embeddings=original_max,
-        short_factor=rope.get("short_factor"),
-        long_factor=rope.get("long_factor"),
-        attention_factor=attention_factor,
+        rope_parameters=rope_parameters,
         sliding_window=getattr(hf_config, "sliding_window", None),
         tie_word_embeddings=bool(hf_config.tie_word_embeddings),
         bos_token_id=hf_config.bos_token_id,
         eos_token_id=hf_config.eos_token_id,
         pad_token_id=hf_config.pad_token_id,
+        **experts,
     )
 
 
@@ -229,11 +223,14 @@ def _pop(state_dict: dict[str, torch.Tensor], key: str) -> torch.Tensor:
 def convert_state_dict(
     state_dict: dict[str, torch.Tensor], num_hidden_layers: int
 ) -> dict[str, torch.Tensor]:
-    """Rename a transformers Phi-3/Llama/Mistral state dict into this library's Phi-3 names.
+    """Rename a transformers Phi-3/Llama/Mistral/Mixtral state dict into this library's names.
 
     Phi-3 checkpoints already use them. For Llama and Mistral, each layer's q/k/v matrices are
     stacked row-wise into ``qkv_proj`` (queries first, then keys, then values: the order in
     which ``Phi3Attention`` splits them), and gate/up into ``gate_up_proj`` (gate first).
+    Mixtral checkpoints (``block_sparse_moe.experts.{e}.w1/w2/w3``) get their experts stacked
+    into ``mlp.experts.gate_up_proj`` and ``mlp.experts.down_proj``; a transformers 5 model's
+    own state dict already has those names.
     """
     # Older checkpoints store RoPE frequencies; we compute them from the config.
     converted = {k: v for k, v in state_dict.items() if not k.endswith("rotary_emb.inv_freq")}
@@ -246,6 +243,17 @@ def convert_state_dict(
             gate, up = (_pop(converted, f"{mlp}{name}_proj.weight") for name in ("gate", "up"))
             # (2 * intermediate, hidden)
             converted[mlp + "gate_up_proj.weight"] = torch.cat([gate, up], dim=0)
+        moe = f"model.layers.{i}.block_sparse_moe."
+        if moe + "gate.weight" in converted:
+            converted[mlp + "gate.weight"] = converted.pop(moe + "gate.weight")  # the router
+            gate_up, down = [], []
+            n_experts = sum(1 for k in converted if k.startswith(moe) and k.endswith(".w1.weight"))
+            for e in range(n_experts):
+                w1, w2, w3 = (_pop(converted, f"{moe}experts.{e}.w{j}.weight") for j in (1, 2, 3))
+                gate_up.append(torch.cat([w1, w3], dim=0))  # (2 * intermediate, hidden)
+                down.append(w2)  # (hidden, intermediate)
+            converted[mlp + "experts.gate_up_proj"] = torch.stack(gate_up)  # (experts, 2I, hidden)
+            converted[mlp + "experts.down_proj"] = torch.stack(down)  # (experts, hidden, I)
     return converted
 
 
@@ -301,8 +309,9 @@ def build_model(
 def from_hf(
     hf_model: nn.Module, model_class: type[Phi3ForCausalLM] = Phi3ForCausalLM
 ) -> Phi3ForCausalLM:
-    """Our Phi-3 with the weights of a transformers ``Phi3ForCausalLM``, ``LlamaForCausalLM``
-    or ``MistralForCausalLM`` (same device and dtype as ``hf_model``), built as ``model_class``.
+    """Our Phi-3 with the weights of a transformers ``Phi3ForCausalLM``, ``LlamaForCausalLM``,
+    ``MistralForCausalLM`` or ``MixtralForCausalLM`` (same device and dtype as ``hf_model``),
+    built as ``model_class``.
 
     Raises:
         TypeError: ``hf_model`` is not a transformers model.

@@ -20,13 +20,15 @@ Loading real weights lives in ``tutorial_lib.loading``; sampling in ``tutorial_l
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .moe import SparseMoeBlock
+from .rope import rope_inv_freq
 
 __all__ = [
     "CausalLMOutput",
@@ -41,8 +43,8 @@ __all__ = [
     "Phi3RMSNorm",
     "Phi3RotaryEmbedding",
     "apply_rotary_pos_emb",
+    "check_custom_mask",
     "check_input_ids",
-    "longrope_attention_scaling",
     "make_attention_mask",
     "rotate_half",
 ]
@@ -69,21 +71,26 @@ class Phi3Config:
     head_dim: int | None = None  # None: hidden_size // num_attention_heads
     max_position_embeddings: int = 4096  # the context length
     rms_norm_eps: float = 1e-5
-    # Rotary position embeddings (RoPE).
-    rope_theta: float = 10000.0  # the base of the rotation frequencies
-    partial_rotary_factor: float = 1.0  # the fraction of each head's dimensions that rotate
-    rope_type: str = "default"  # "default" or "longrope" (Phi-3-mini-128k, Phi-3.5-mini)
-    # longrope only: the context length of pre-training and the per-frequency scale factors
-    # used up to it ("short") and beyond it ("long").
-    original_max_position_embeddings: int | None = None  # None: max_position_embeddings
-    short_factor: list[float] | None = None
-    long_factor: list[float] | None = None
-    attention_factor: float | None = None  # None: derived from the context extension
+    # Rotary position embeddings (RoPE). Every setting lives in `rope_parameters`, a dict with
+    # transformers' keys (see tutorial_lib.rope): "rope_type" ("default", or a context extension:
+    # "linear", "dynamic", "yarn", "llama3", "longrope" as in Phi-3-mini-128k), "rope_theta",
+    # "partial_rotary_factor" and the extension's own settings ("factor",
+    # "original_max_position_embeddings", ...). As in transformers, the two settings every type
+    # has may also be given on their own; after construction they hold the values in use.
+    rope_theta: float | None = None  # the base of the rotation frequencies; None: 10000
+    partial_rotary_factor: float | None = None  # the fraction of each head that rotates; None: 1
+    rope_parameters: dict | None = None  # None: {"rope_type": "default"} and the two above
     sliding_window: int | None = None  # each token sees at most this many tokens (itself too)
     tie_word_embeddings: bool = False  # lm_head shares its weight with embed_tokens
     bos_token_id: int | None = 1
     eos_token_id: int | list[int] | None = 32000
     pad_token_id: int | None = 32000
+    # Mixture of experts (see tutorial_lib.moe): with num_local_experts set, every layer's MLP
+    # is a SparseMoeBlock of that many experts (each intermediate_size wide), and each token
+    # goes to num_experts_per_tok of them, their weights renormalised when norm_topk_prob.
+    num_local_experts: int | None = None  # None: a dense MLP (Phi-3, Llama, Mistral)
+    num_experts_per_tok: int = 2
+    norm_topk_prob: bool = True
 
     def __post_init__(self) -> None:
         if self.num_key_value_heads is None:
@@ -95,37 +102,44 @@ class Phi3Config:
                     f"num_attention_heads={self.num_attention_heads}, or give head_dim"
                 )
             self.head_dim = self.hidden_size // self.num_attention_heads
-        if self.original_max_position_embeddings is None:
-            self.original_max_position_embeddings = self.max_position_embeddings
         if self.num_attention_heads % self.num_key_value_heads != 0:
             raise ValueError(
                 f"num_key_value_heads={self.num_key_value_heads} must divide "
                 f"num_attention_heads={self.num_attention_heads}"
             )
-        if self.rope_type not in ("default", "longrope"):
-            raise ValueError(
-                f"rope_type={self.rope_type!r} is not supported; use 'default' or 'longrope'"
-            )
-        if not 0.0 < self.partial_rotary_factor <= 1.0:
-            raise ValueError(
-                f"partial_rotary_factor={self.partial_rotary_factor} must be in (0, 1]"
-            )
-        if self.rope_type == "longrope":
-            n_freqs = self.rotary_dim // 2
-            for name in ("short_factor", "long_factor"):
-                factor = getattr(self, name)
-                if factor is None or len(factor) != n_freqs:
-                    raise ValueError(
-                        f"rope_type='longrope' needs {name} with {n_freqs} numbers "
-                        f"(one per rotary frequency), got {factor!r}"
-                    )
+        # RoPE: rope_theta and partial_rotary_factor go into rope_parameters (they must agree
+        # with it where both give one), then the settings must give frequencies.
+        rope = dict(self.rope_parameters or {"rope_type": "default"})
+        for key, default in (("rope_theta", 10000.0), ("partial_rotary_factor", 1.0)):
+            given = getattr(self, key)
+            if given is not None and rope.get(key, given) != given:
+                raise ValueError(
+                    f"{key}={given} disagrees with rope_parameters[{key!r}]={rope[key]}"
+                )
+            rope.setdefault(key, default if given is None else given)
+            setattr(self, key, rope[key])
+        self.rope_parameters = rope
+        rope_inv_freq(self.rope_parameters, self.head_dim, self.max_position_embeddings)
         if self.sliding_window is not None and self.sliding_window < 1:
             raise ValueError(f"sliding_window={self.sliding_window} must be None or >= 1")
+
+    @property
+    def rope_type(self) -> str:
+        """The RoPE variant: "default" or a context extension (see ``tutorial_lib.rope``)."""
+        return self.rope_parameters.get("rope_type", self.rope_parameters.get("type"))
 
     @property
     def rotary_dim(self) -> int:
         """How many dimensions of each head are rotated by RoPE (the rest pass through)."""
         return int(self.head_dim * self.partial_rotary_factor)
+
+    @property
+    def context_length(self) -> int:
+        """The longest sequence the model takes: ``max_position_embeddings``, except with dynamic
+        NTK scaling, which stretches the frequencies as a sequence grows, up to ``factor`` times."""
+        if self.rope_type == "dynamic":
+            return int(self.max_position_embeddings * self.rope_parameters["factor"])
+        return self.max_position_embeddings
 
 
 # --------------------------------------------------------------------------------------
@@ -157,61 +171,41 @@ class Phi3RMSNorm(nn.Module):
 # --------------------------------------------------------------------------------------
 # 3. Rotary position embeddings (RoPE)
 # --------------------------------------------------------------------------------------
-def longrope_attention_scaling(factor: float, original_max_position_embeddings: int) -> float:
-    """LongRoPE's correction for a context stretched ``factor`` times: ``sqrt(1 + ln s / ln L)``.
-
-    It multiplies cos and sin, so it sharpens the attention scores by its square.
-    """
-    if factor <= 1.0:
-        return 1.0
-    return math.sqrt(1 + math.log(factor) / math.log(original_max_position_embeddings))
-
-
 class Phi3RotaryEmbedding(nn.Module):
     """The cos and sin of every position's rotation angles.
 
-    Dimension pair ``i`` of a head turns by the angle ``position * inv_freq[i]``, with
-    ``inv_freq[i] = theta ** (-2i / rotary_dim)``: fast turns for the first pairs, slow ones
-    for the last. ``longrope`` divides each frequency by a factor: the ``short_factor`` while
-    the sequence fits in the pre-training context, the ``long_factor`` beyond it, and scales
-    cos and sin by ``attention_scaling``.
+    Dimension pair ``i`` of a head turns by the angle ``position * inv_freq[i]``. The
+    frequencies come from ``tutorial_lib.rope.rope_inv_freq``: ``theta ** (-2i / rotary_dim)``
+    for the default type (fast turns for the first pairs, slow ones for the last), rescaled by
+    the context extensions, which may also scale cos and sin by ``attention_scaling``.
+    ``dynamic`` and ``longrope`` frequencies depend on the sequence length, so they are
+    computed anew for each call.
     """
 
     def __init__(self, config: Phi3Config) -> None:
         super().__init__()
+        self.rope_parameters = config.rope_parameters
         self.rope_type = config.rope_type
+        self.head_dim = config.head_dim
         self.rotary_dim = config.rotary_dim
-        self.original_max_position_embeddings = config.original_max_position_embeddings
-        # theta ** (2i / rotary_dim) for i = 0 .. rotary_dim/2 - 1. Plain float32 tensors on
-        # the CPU, not buffers: model.to(torch.bfloat16) must not round the frequencies, and
+        self.max_position_embeddings = config.max_position_embeddings
+        # The frequencies of a sequence within the context, (rotary_dim / 2,). Plain float32
+        # tensors on the CPU, not buffers: model.to(torch.bfloat16) must not round them, and
         # building the model on the "meta" device (see loading.py) must not empty them.
-        exponents = (
-            torch.arange(0, self.rotary_dim, 2, dtype=torch.float32, device="cpu") / self.rotary_dim
+        self.inv_freq, self.attention_scaling = rope_inv_freq(
+            self.rope_parameters, self.head_dim, self.max_position_embeddings
         )
-        wavelength_scale = config.rope_theta**exponents  # (rotary_dim / 2,)
-        if self.rope_type == "default":
-            self.inv_freq = 1.0 / wavelength_scale
-            self.attention_scaling = 1.0
-        else:  # longrope
-            short_factor = torch.tensor(config.short_factor, dtype=torch.float32, device="cpu")
-            long_factor = torch.tensor(config.long_factor, dtype=torch.float32, device="cpu")
-            self.short_inv_freq = 1.0 / (short_factor * wavelength_scale)
-            self.long_inv_freq = 1.0 / (long_factor * wavelength_scale)
-            self.attention_scaling = config.attention_factor or longrope_attention_scaling(
-                config.max_position_embeddings / config.original_max_position_embeddings,
-                config.original_max_position_embeddings,
-            )
 
     def _frequencies(self, position_ids: torch.Tensor) -> torch.Tensor:
         """The inverse frequencies to use for these positions, on their device."""
-        if self.rope_type == "default":
-            inv_freq = self.inv_freq
-        else:
-            # One choice for the whole call: long factors once any position is beyond the
-            # pre-training context (so cached keys made with short ones must be recomputed).
+        inv_freq = self.inv_freq
+        if self.rope_type in ("dynamic", "longrope"):
+            # One choice for the whole call, from its sequence length (the last position + 1),
+            # as in transformers: keys already cached keep the frequencies they were made with.
             seq_len = int(position_ids.max()) + 1
-            long = seq_len > self.original_max_position_embeddings
-            inv_freq = self.long_inv_freq if long else self.short_inv_freq
+            inv_freq, _ = rope_inv_freq(
+                self.rope_parameters, self.head_dim, self.max_position_embeddings, seq_len
+            )
         return inv_freq.to(position_ids.device)
 
     def forward(
@@ -360,6 +354,20 @@ def make_attention_mask(
     return allowed
 
 
+def check_custom_mask(mask: torch.Tensor, batch: int, q_len: int, kv_len: int) -> None:
+    """Raise a clear error unless ``mask`` is a boolean (batch or 1, 1, q_len, kv_len) mask in
+    which every query sees at least one key (a query that sees nothing has no softmax)."""
+    if mask.dtype != torch.bool:
+        raise TypeError(f"a 4-D attention_mask must be boolean (True = may see), got {mask.dtype}")
+    if mask.shape[0] not in (1, batch) or tuple(mask.shape[1:]) != (1, q_len, kv_len):
+        raise ValueError(
+            f"a 4-D attention_mask must have shape ({batch} or 1, 1, {q_len}, {kv_len}) "
+            f"(batch, 1, new tokens, cached + new tokens), got {tuple(mask.shape)}"
+        )
+    if not mask.any(dim=-1).all():
+        raise ValueError("attention_mask hides every key from some query; let each see itself")
+
+
 class Phi3Attention(nn.Module):
     """Causal multi-head self-attention with one fused projection for queries, keys and values."""
 
@@ -432,12 +440,26 @@ class Phi3MLP(nn.Module):
 # 7. Decoder layer
 # --------------------------------------------------------------------------------------
 class Phi3DecoderLayer(nn.Module):
-    """One transformer block: pre-norm attention, then pre-norm MLP, each added to the residual."""
+    """One transformer block: pre-norm attention, then pre-norm MLP, each added to the residual.
+
+    With ``config.num_local_experts`` set, the MLP is a mixture of experts (``SparseMoeBlock``,
+    as in Mixtral): same input, same output shape, a router choosing experts per token.
+    """
 
     def __init__(self, config: Phi3Config, layer_idx: int) -> None:
         super().__init__()
         self.self_attn = Phi3Attention(config, layer_idx)
-        self.mlp = Phi3MLP(config)
+        self.mlp: Phi3MLP | SparseMoeBlock
+        if config.num_local_experts is None:
+            self.mlp = Phi3MLP(config)
+        else:
+            self.mlp = SparseMoeBlock(
+                config.hidden_size,
+                config.intermediate_size,
+                num_experts=config.num_local_experts,
+                top_k=config.num_experts_per_tok,
+                norm_topk_prob=config.norm_topk_prob,
+            )
         self.input_layernorm = Phi3RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.post_attention_layernorm = Phi3RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
@@ -525,15 +547,22 @@ class Phi3Model(nn.Module):
         check_input_ids(input_ids, self.config.vocab_size)
         batch, seq = input_ids.shape
         past_len = past_key_values.length if past_key_values is not None else 0
-        if past_len + seq > self.config.max_position_embeddings:
+        if past_len + seq > self.config.context_length:
+            limit = f"max_position_embeddings={self.config.max_position_embeddings}"
+            if self.config.context_length != self.config.max_position_embeddings:
+                limit += f" (x {self.config.rope_parameters['factor']} with dynamic RoPE scaling)"
             raise ValueError(
-                f"{past_len} cached + {seq} new tokens exceed the context length "
-                f"max_position_embeddings={self.config.max_position_embeddings}"
+                f"{past_len} cached + {seq} new tokens exceed the context length {limit}"
             )
-        if attention_mask is not None and tuple(attention_mask.shape) != (batch, past_len + seq):
+        # A 4-D mask is the caller's own (batch or 1, 1, new, cached + new), used as is.
+        custom_mask = attention_mask is not None and attention_mask.dim() == 4
+        if custom_mask:
+            check_custom_mask(attention_mask, batch, seq, past_len + seq)
+        elif attention_mask is not None and tuple(attention_mask.shape) != (batch, past_len + seq):
             raise ValueError(
                 "attention_mask must have shape (batch, cached + new tokens) = "
-                f"{(batch, past_len + seq)}, got {tuple(attention_mask.shape)}"
+                f"{(batch, past_len + seq)}, or be a 4-D boolean mask; "
+                f"got {tuple(attention_mask.shape)}"
             )
         # Token embeddings: a lookup table, one learned vector per token id.
         hidden_states = self.embed_tokens(input_ids)  # (batch, seq, hidden)
@@ -546,17 +575,20 @@ class Phi3Model(nn.Module):
         # Positions 0, 1, 2, ... of the new tokens; with left padding they start at each
         # sequence's first real token, so a padded sequence is positioned as if alone.
         if position_ids is None:
-            if attention_mask is not None:
+            if attention_mask is not None and not custom_mask:
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -seq:]
             else:
                 position_ids = torch.arange(past_len, past_len + seq, device=input_ids.device)[None]
         # The rotation angles of these positions: cos, sin, each (batch, seq, rotary_dim).
         position_embeddings = self.rotary_emb(position_ids, hidden_states.dtype)
 
-        # One mask for all layers: causal, sliding window, padding.
-        mask = make_attention_mask(
-            attention_mask, seq, past_len, self.config.sliding_window, input_ids.device
-        )
+        # One mask for all layers: causal, sliding window, padding; or the caller's own.
+        if custom_mask:
+            mask = attention_mask
+        else:
+            mask = make_attention_mask(
+                attention_mask, seq, past_len, self.config.sliding_window, input_ids.device
+            )
 
         # The layers refine the residual stream in turn.
         for layer in self.layers:
@@ -611,7 +643,10 @@ class Phi3ForCausalLM(nn.Module):
 
         Args:
             input_ids: (batch, seq) integer token ids; with a cache, only the new tokens.
-            attention_mask: (batch, cached + new tokens), 1 for tokens and 0 for (left) padding.
+            attention_mask: (batch, cached + new tokens), 1 for tokens and 0 for (left) padding;
+                or a boolean (batch or 1, 1, new, cached + new) mask, True where a query may see
+                a key, used as is (it must be causal itself), e.g. block-diagonal for packed
+                documents.
             position_ids: (batch, seq) positions of the new tokens; by default counted from
                 each sequence's first real token.
             past_key_values: a ``KVCache`` from an earlier call, to continue from.
@@ -653,7 +688,7 @@ class Phi3ForCausalLM(nn.Module):
 
     @classmethod
     def from_hf(cls, hf_model: nn.Module) -> Phi3ForCausalLM:
-        """Copy a transformers Phi-3, Llama or Mistral model (see ``loading.from_hf``)."""
+        """Copy a transformers Phi-3, Llama, Mistral or Mixtral model (see ``loading.from_hf``)."""
         from .loading import from_hf
 
         return from_hf(hf_model, model_class=cls)

@@ -1,0 +1,227 @@
+"""Architecture arithmetic: parameter counts and KV-cache sizes from a model's config alone.
+
+A decoder-only transformer's config.json holds every size that decides how many weights it
+has and how much memory it needs, so both can be counted without building the model:
+
+- **embedding**: one vector of ``hidden_size`` numbers per vocabulary token;
+- **attention**, per layer: queries ``hidden x (n_heads * head_dim)``, keys and values
+  ``hidden x (n_kv_heads * head_dim)`` each, and the output projection back to ``hidden``;
+- **mlp**, per layer: a SwiGLU feed-forward network has three ``hidden x intermediate``
+  matrices (gate, up, down). A mixture-of-experts layer has ``n_experts`` of them plus a
+  router (``hidden x n_experts``), and each token uses only ``top_k`` experts;
+- **norms**: one RMSNorm weight vector of ``hidden`` numbers before attention, one before the
+  MLP, one at the end (Qwen3 adds a ``head_dim`` norm on queries and on keys);
+- **lm_head**: ``hidden x vocab``, or nothing when it is tied to the embedding matrix.
+
+``parameter_counts`` adds these up; ``kv_cache_bytes`` sizes the keys and values a model keeps
+per token. Fused matrices (Phi-3's ``qkv_proj`` and ``gate_up_proj``, transformers' fused
+experts) hold the same numbers as separate ones, so they count the same.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from .phi3 import Phi3Config
+
+__all__ = ["SUPPORTED_MODEL_TYPES", "kv_cache_bytes", "parameter_counts"]
+
+# The transformers model types whose layers are counted here (and this library's Phi3Config).
+SUPPORTED_MODEL_TYPES = ("phi3", "llama", "mistral", "mixtral", "qwen3", "qwen3_moe")
+
+
+@dataclass(frozen=True)
+class _MoE:
+    """How a config's feed-forward layers are split into experts."""
+
+    n_experts: int  # experts per sparse layer
+    top_k: int  # experts each token uses
+    expert_size: int  # the intermediate (hidden-layer) width of one expert
+    sparse_layers: tuple[bool, ...]  # per layer: experts (True) or one dense MLP (False)
+
+
+def _model_type(config: Any) -> str:
+    """The architecture of ``config``, or a clear error when it is not one counted here."""
+    if isinstance(config, Phi3Config):
+        return "phi3"
+    if not isinstance(config, PretrainedConfig):
+        raise TypeError(
+            "config must be a transformers PretrainedConfig (e.g. LlamaConfig, MixtralConfig) "
+            f"or a tutorial_lib Phi3Config, got {type(config).__name__}"
+        )
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"config.model_type={model_type!r} is not supported; "
+            f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    return model_type
+
+
+def _head_dim(config: Any) -> int:
+    """Numbers per attention head: ``head_dim`` when the config sets it, else hidden / heads."""
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def _num_kv_heads(config: Any) -> int:
+    """Key/value heads: fewer than the query heads for GQA, the same for MHA."""
+    return getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _moe(config: Any, model_type: str) -> _MoE | None:
+    """The expert layout of a mixture-of-experts config, or None for a dense model."""
+    n_layers = config.num_hidden_layers
+    if model_type == "mixtral":
+        # Every layer's MLP is num_local_experts experts of intermediate_size each.
+        n_experts = config.num_local_experts
+        expert_size = config.intermediate_size
+        sparse = (True,) * n_layers
+    elif model_type == "qwen3_moe":
+        # Layer i has experts unless listed in mlp_only_layers; with decoder_sparse_step = s,
+        # only every s-th layer does. Experts are moe_intermediate_size wide.
+        n_experts = config.num_experts
+        expert_size = config.moe_intermediate_size
+        step = config.decoder_sparse_step
+        only_mlp = set(config.mlp_only_layers or ())
+        sparse = tuple(
+            n_experts > 0 and i not in only_mlp and (i + 1) % step == 0 for i in range(n_layers)
+        )
+    elif model_type == "phi3":
+        # Dense unless the config names experts (a Phi-3 config extended with MoE fields).
+        n_experts = getattr(config, "num_local_experts", None) or 0
+        expert_size = getattr(config, "moe_intermediate_size", None) or config.intermediate_size
+        sparse = (n_experts > 0,) * n_layers
+    else:  # llama, mistral, qwen3: dense
+        return None
+    if not any(sparse):
+        return None
+    n_experts = _positive_int("num_local_experts (or num_experts)", n_experts)
+    top_k = _positive_int("num_experts_per_tok", config.num_experts_per_tok)
+    if top_k > n_experts:
+        raise ValueError(
+            f"num_experts_per_tok={top_k} must be at most the number of experts ({n_experts})"
+        )
+    return _MoE(n_experts, top_k, expert_size, sparse)
+
+
+def parameter_counts(config: Any) -> dict[str, int]:
+    """Count a decoder's parameters from its config, by formula (no model is built).
+
+    Args:
+        config: a transformers config of a Phi-3, Llama, Mistral, Mixtral, Qwen3 or
+            Qwen3-MoE model (see ``SUPPORTED_MODEL_TYPES``), or this library's ``Phi3Config``
+            (dense, or with ``num_local_experts`` and ``num_experts_per_tok`` for experts).
+
+    Returns:
+        A dict with the breakdown ``"embedding"``, ``"attention"`` (all layers), ``"mlp"``
+        (all layers, routers and every expert included), ``"norms"`` and ``"lm_head"`` (0 when
+        tied to the embedding), which add up to ``"total"``; and ``"active"``, the parameters
+        one token uses: all of them for a dense model, only ``top_k`` experts per layer for a
+        mixture of experts. Like model cards, ``"active"`` counts the embedding matrix in full.
+
+    Raises:
+        TypeError: ``config`` is not a config object.
+        ValueError: its architecture is not supported, or its expert settings are invalid.
+
+    Example::
+
+        from transformers import MixtralConfig
+        counts = parameter_counts(MixtralConfig())  # Mixtral 8x7B's defaults
+        counts["total"], counts["active"]  # about 46.7e9 and 12.9e9
+    """
+    model_type = _model_type(config)
+    hidden, vocab, n_layers = config.hidden_size, config.vocab_size, config.num_hidden_layers
+    head_dim, n_heads, n_kv = _head_dim(config), config.num_attention_heads, _num_kv_heads(config)
+
+    # Attention, one layer: queries, keys, values (fused or not), then the output projection.
+    q_size, kv_size = n_heads * head_dim, n_kv * head_dim
+    attention = hidden * (q_size + 2 * kv_size) + q_size * hidden
+    if getattr(config, "attention_bias", False):  # Llama and Qwen3 may add biases to all four
+        attention += q_size + 2 * kv_size + hidden
+
+    # Feed-forward, one layer: SwiGLU's gate, up and down matrices.
+    def swiglu(width: int) -> int:
+        count = 3 * hidden * width
+        if getattr(config, "mlp_bias", False):  # Llama's option: biases on gate, up, down
+            count += 2 * width + hidden
+        return count
+
+    moe = _moe(config, model_type)
+    mlp = active_mlp = 0
+    for layer in range(n_layers):
+        if moe is not None and moe.sparse_layers[layer]:
+            router = hidden * moe.n_experts  # one score per expert, no bias
+            expert = swiglu(moe.expert_size)
+            mlp += router + moe.n_experts * expert
+            active_mlp += router + moe.top_k * expert  # a token runs its top-k experts only
+        else:
+            mlp += swiglu(config.intermediate_size)
+            active_mlp += swiglu(config.intermediate_size)
+
+    # Norms: two per layer (before attention, before the MLP) and the final one. Qwen3 also
+    # normalizes each query and key head (q_norm, k_norm: head_dim numbers each).
+    norms_per_layer = 2 * hidden + (2 * head_dim if model_type in ("qwen3", "qwen3_moe") else 0)
+    norms = n_layers * norms_per_layer + hidden
+
+    embedding = vocab * hidden
+    lm_head = 0 if config.tie_word_embeddings else vocab * hidden  # tied: the same matrix
+    counts = {
+        "embedding": embedding,
+        "attention": n_layers * attention,
+        "mlp": mlp,
+        "norms": norms,
+        "lm_head": lm_head,
+    }
+    counts["total"] = sum(counts.values())
+    counts["active"] = counts["total"] - mlp + active_mlp
+    return counts
+
+
+def kv_cache_bytes(
+    config: Any, seq_len: int, batch_size: int = 1, bytes_per_value: float = 2
+) -> int:
+    """The memory of the keys and values a model keeps for ``seq_len`` tokens.
+
+    Every layer stores one key and one value vector per key/value head and token:
+    ``2 * layers * kv_heads * head_dim * seq_len * batch_size * bytes_per_value``. Every token
+    is kept (no sliding-window eviction), as in this library's ``KVCache``.
+
+    Args:
+        config: a config ``parameter_counts`` accepts.
+        seq_len: tokens in the cache (prompt plus generated), >= 1.
+        batch_size: sequences kept side by side, >= 1.
+        bytes_per_value: 4 for fp32, 2 for fp16/bf16 (the default), 1 for int8, 0.5 for int4.
+
+    Returns:
+        The size in bytes (rounded up to a whole byte).
+
+    Raises:
+        TypeError: a bad config, or an argument that is not a number of the right kind.
+        ValueError: an unsupported architecture, or an argument that is not positive.
+    """
+    _model_type(config)
+    seq_len = _positive_int("seq_len", seq_len)
+    batch_size = _positive_int("batch_size", batch_size)
+    if isinstance(bytes_per_value, bool) or not isinstance(bytes_per_value, Real):
+        raise TypeError(
+            f"bytes_per_value must be a number (e.g. 2 for bf16, 0.5 for int4), "
+            f"got {bytes_per_value!r} ({type(bytes_per_value).__name__})"
+        )
+    if not bytes_per_value > 0:
+        raise ValueError(f"bytes_per_value must be > 0, got {bytes_per_value}")
+    # Numbers per token: a key and a value, in every layer, for every key/value head.
+    values_per_token = 2 * config.num_hidden_layers * _num_kv_heads(config) * _head_dim(config)
+    return math.ceil(values_per_token * seq_len * batch_size * bytes_per_value)
