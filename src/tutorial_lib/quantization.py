@@ -11,7 +11,7 @@ more tokens per second. This module reads top to bottom:
    group's own range; the layout of GGUF's Q4_1 with blocks of 32).
 3. ``Int8Linear`` / ``Int4Linear``          - drop-in replacements for ``nn.Linear`` that
    keep only the quantized weights and multiply with PyTorch's fused CPU kernels, which
-   dequantize on the fly (the full-precision matrix is never rebuilt in memory).
+   dequantize on the fly while decoding (no full-precision matrix is kept in memory).
 4. ``quantize_weights``                    - swap every linear layer of a model in place;
    ``simulate_quantization``               - round the weights the same way, keep float layers.
 5. ``weight_bytes`` / ``memory_bandwidth`` - the bytes a token reads and how fast they come:
@@ -168,7 +168,12 @@ class Int8Linear(nn.Module):
     """``y = x W^T`` with W stored as int8 plus one scale per output channel.
 
     ``aten._weight_int8pack_mm`` multiplies by the int8 matrix and applies the scales in one
-    pass, converting the weights as it reads them.
+    pass, converting the weights as it reads them. For ``DENSE_MIN_TOKENS`` tokens or more (a
+    long prompt), the layer dequantizes the matrix for that call and runs one dense matmul.
+
+    Args:
+        q: (out, in) int8 codes and ``scale``: (out,) scales, from ``quantize_int8``.
+        dtype: the activations' dtype (bfloat16 for speed, float32 as a reference).
     """
 
     def __init__(self, q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> None:
@@ -210,6 +215,11 @@ class Int4Linear(nn.Module):
     the groups' parameters as ``scales_and_zeros`` (in / group_size, out, 2), for
     ``w = (q - 8) * scale + zero``: its ``zero`` is the value of the middle code 8, i.e.
     ``minimum + 8 * scale``.
+
+    Args:
+        q, scale, minimum: ``quantize_int4``'s outputs for this ``group_size``.
+        group_size: inputs per group; must divide the input size.
+        dtype: the activations' dtype (bfloat16 for speed, float32 as a reference).
     """
 
     def __init__(
