@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -189,6 +190,7 @@ def main() -> None:
     results: dict[str, list] = {name: [] for name in engines}
     names = list(engines)
     for round_ in range(args.repeats):
+        print(f"round {round_ + 1} of {args.repeats}", file=sys.stderr, flush=True)
         shift = round_ % len(names)
         for name in names[shift:] + names[:shift]:
             model, run, _ = engines[name]
