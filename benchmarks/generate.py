@@ -13,7 +13,7 @@ same rounds), time to first token, peak memory (weights + what the prompt and th
 allocate), perplexity on a fixed held text (news stories of gensim's Lee corpus), and how
 many greedy tokens agree with our fp32 engine before the first difference.
 
-    python benchmarks/generate.py --threads 2 --new-tokens 128   # the README's table
+    python benchmarks/generate.py --threads 1 --repeats 2        # the README's table
     python benchmarks/generate.py --quick                        # a short smoke run
 """
 
