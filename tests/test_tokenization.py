@@ -13,7 +13,10 @@ from tutorial_lib import assets
 from tutorial_lib.tokenization import (
     PALETTE,
     TOKENIZERS,
+    TokenTable,
     TokenView,
+    compare_tokenizers,
+    covering_tokens,
     load_tokenizer,
     show_tokens,
     token_texts,
@@ -267,3 +270,81 @@ def test_show_tokens_rejects_bad_arguments():
         show_tokens("x", 42)
     with pytest.raises(ValueError, match="not a known tokenizer|neither a known tokenizer"):
         show_tokens("x", "no-such-tokenizer")
+
+
+# --------------------------------------------------------------------------------------
+# covering_tokens, TokenTable, compare_tokenizers: tokenizers side by side
+# --------------------------------------------------------------------------------------
+
+COURSE_TEXT = 'English and CAPITALIZATION\n🎵 鸟\ntwo tabs:"\t\t" four spaces:"    "\n12.0*50=600'
+
+
+def test_covering_tokens_are_the_pieces_the_course_shows():
+    # Expected pieces from the course and from llama.cpp-checked vocabularies, not from our code.
+    assert covering_tokens(tok("bert-base-uncased"), COURSE_TEXT, "CAPITALIZATION") == [
+        "capital",
+        "##ization",
+    ]
+    assert covering_tokens(tok("llama-bpe"), COURSE_TEXT, "CAPITALIZATION") == [
+        " CAPITAL",
+        "IZATION",
+    ]
+    assert covering_tokens(tok("phi-3"), COURSE_TEXT, "600") == ["6", "0", "0"]
+    assert covering_tokens(tok("qwen2"), COURSE_TEXT, "🎵") == ["🎵"]
+    assert covering_tokens(tok("bert-base-uncased"), COURSE_TEXT, "鸟") == ["[UNK]"]
+
+
+def test_covering_tokens_are_the_fewest_that_spell_the_part():
+    # Every covering token overlaps the part: drop the first or the last and it is no longer
+    # spelled. Special tokens cover no text.
+    for name in ["gpt-2", "llama-bpe", "qwen2", "starcoder", "smollm2"]:
+        for part in ["CAPITALIZATION", "12.0*50=600", '"    "', "tabs"]:
+            tokens = covering_tokens(tok(name), COURSE_TEXT, part)
+            assert part in "".join(tokens)
+            assert part not in "".join(tokens[1:]) and part not in "".join(tokens[:-1])
+    assert "<|begin_of_text|>" not in covering_tokens(tok("llama-bpe"), COURSE_TEXT, "English")
+
+
+def test_covering_tokens_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="part='xyz' must be a non-empty piece"):
+        covering_tokens(tok("gpt-2"), "abc", "xyz")
+    with pytest.raises(ValueError, match="non-empty"):
+        covering_tokens(tok("gpt-2"), "abc", "")
+    with pytest.raises(TypeError, match="must be str"):
+        covering_tokens(tok("gpt-2"), "abc", 1)
+    with pytest.raises(TypeError, match="fast tokenizer"):
+        covering_tokens(ByT5Tokenizer(), "abc", "b")
+
+
+def test_compare_tokenizers_has_a_row_per_tokenizer_and_a_column_per_part():
+    names = ["gpt-2", "llama-bpe"]
+    table = compare_tokenizers(
+        COURSE_TEXT, {n: tok(n) for n in names}, {"capitals": "CAPITALIZATION", "4 spaces": "    "}
+    )
+    assert table.header == ["tokenizer", "capitals", "4 spaces"]
+    assert [row[0] for row in table.rows] == names
+    assert table.rows[1][1] == [" CAPITAL", "IZATION"]
+    # GPT-2 has no token for a run of spaces: one token per space (the last one takes the '"').
+    assert table.rows[0][2] == [" ", " ", " ", ' "']
+
+
+def test_token_table_html_has_padded_cells_and_escaped_tokens():
+    table = TokenTable(["tokenizer", "tokens", "n"], [["a<b", [" x", "\t<"], 12345], ["c", [], 7]])
+    page = table._repr_html_()
+    assert len(re.findall(r"<th ", page)) == 3 and len(re.findall(r"<td ", page)) == 6
+    assert all("padding:" in cell for cell in re.findall(r"<t[hd] [^>]*>", page))
+    assert "<code" in page and "·x →&lt;" in page and "a&lt;b" in page
+    assert "12,345" in page and ">none<" in page  # thousands separators, empty token list
+    assert not re.search(r"<(?!/?(div|table|thead|tbody|tr|th|td|code)\b)", page)
+
+
+def test_token_table_repr_is_an_aligned_text_table():
+    table = TokenTable(["name", "tokens"], [["gpt-2", ["a", " b\n"]], ["x", []]])
+    assert repr(table).splitlines() == ["name   tokens", "gpt-2  a ·b↵", "x      none"]
+
+
+def test_token_table_rows_must_match_the_header():
+    with pytest.raises(ValueError, match="row 1 has 1 cells, but header has 2 columns"):
+        TokenTable(["a", "b"], [["x", "y"], ["z"]])
+    with pytest.raises(ValueError, match="must not be empty"):
+        compare_tokenizers("abc", {}, {"b": "b"})

@@ -7,14 +7,15 @@ back (see ``_load_llama3`` and ``_load_with_digit_split``). llama.cpp's test vec
 result in ``tests/test_tokenization.py``.
 
 ``show_tokens(text, tokenizer)`` shows each token on its own colored background: HTML in a
-notebook or the book, ANSI colors when ``print``-ed in a terminal.
+notebook or the book, ANSI colors when ``print``-ed in a terminal. ``compare_tokenizers``
+lines several tokenizers up in a table: for each part of a text, the tokens that cover it.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,10 @@ __all__ = [
     "PALETTE",
     "TOKENIZERS",
     "WHITESPACE",
+    "TokenTable",
     "TokenView",
+    "compare_tokenizers",
+    "covering_tokens",
     "load_tokenizer",
     "show_tokens",
     "show_whitespace",
@@ -298,3 +302,124 @@ def show_tokens(
         vocab_size=len(tokenizer),
         name=name if name is not None else _display_name(tokenizer),
     )
+
+
+# --------------------------------------------------------------------------------------
+# Comparing tokenizers: which tokens cover which part of a text.
+# --------------------------------------------------------------------------------------
+
+
+def covering_tokens(tokenizer: PreTrainedTokenizerBase, text: str, part: str) -> list[str]:
+    """The texts of the tokens that cover ``part`` (its first occurrence) when ``text`` is cut.
+
+    The whole ``text`` is tokenized, so ``part`` is cut as it is in context; a token that
+    overlaps ``part`` at all is included, so the tokens may reach beyond it (``" 12"`` covers
+    ``"12"``). Special tokens cover no text and are never included. Needs a fast tokenizer
+    (one with character offsets).
+
+    Example::
+
+        covering_tokens(load_tokenizer("gpt-2"), "12.0*50=600", "50=600")  # ['50', '=', '600']
+    """
+    if not isinstance(text, str) or not isinstance(part, str):
+        raise TypeError(
+            f"text and part must be str, got {type(text).__name__}, {type(part).__name__}"
+        )
+    if not part or part not in text:
+        raise ValueError(f"part={part!r} must be a non-empty piece of text={text!r}")
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError(
+            f"tokenizer must be a fast tokenizer (with offsets), got {type(tokenizer).__name__}"
+        )
+    start = text.index(part)
+    end = start + len(part)
+    encoding = tokenizer(text, return_offsets_mapping=True)
+    texts = token_texts(tokenizer, encoding.input_ids)
+    # offset_mapping: the (start, end) characters of the text each token covers; (0, 0) for
+    # special tokens, which therefore never overlap a non-empty part.
+    spans = zip(texts, encoding.offset_mapping, strict=True)
+    return [t for t, (s, e) in spans if s < end and e > start]
+
+
+def _cell_text(value: object) -> str:
+    """A table cell as plain text: tokens separated by spaces, with whitespace drawn."""
+    if isinstance(value, list):
+        # The newline sign without its line break: a cell stays on one line.
+        return " ".join(show_whitespace(t).replace("\n", "") for t in value) if value else "none"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def _cell_html(value: object) -> str:
+    """A table cell as HTML: tokens in code font on one line, anything else as text."""
+    if isinstance(value, list) and value:
+        return f'<code style="white-space:nowrap">{html.escape(_cell_text(value))}</code>'
+    return html.escape(_cell_text(value))
+
+
+# Padded cells with a thin rule between rows, the same in Jupyter, Colab and the book.
+_CELL_STYLE = "padding:3px 10px;text-align:left;vertical-align:top;border-bottom:1px solid #ddd"
+
+
+@dataclass
+class TokenTable:
+    """A small table whose cells hold tokens or plain values: HTML in notebooks, text in ``repr``.
+
+    A cell that is a ``list`` of token texts is shown in code font, tokens separated by spaces,
+    whitespace drawn with the signs of ``WHITESPACE`` ("none" for an empty list); an ``int``
+    gets thousands separators; anything else is shown as ``str(value)``.
+    """
+
+    header: list[str]
+    rows: list[list[object]]
+
+    def __post_init__(self) -> None:
+        for i, row in enumerate(self.rows):
+            if len(row) != len(self.header):
+                raise ValueError(
+                    f"row {i} has {len(row)} cells, but header has {len(self.header)} columns"
+                )
+
+    def __repr__(self) -> str:
+        lines = [self.header, *self.rows]
+        cells = [[_cell_text(v) for v in line] for line in lines]
+        widths = [max(len(line[j]) for line in cells) for j in range(len(self.header))]
+        return "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+            for line in cells
+        )
+
+    def _repr_html_(self) -> str:
+        head = "".join(f'<th style="{_CELL_STYLE}">{html.escape(h)}</th>' for h in self.header)
+        body = "".join(
+            "<tr>"
+            + "".join(f'<td style="{_CELL_STYLE}">{_cell_html(v)}</td>' for v in row)
+            + "</tr>"
+            for row in self.rows
+        )
+        return (
+            '<div style="overflow-x:auto"><table style="border-collapse:collapse;margin:4px 0">'
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+        )
+
+
+def compare_tokenizers(
+    text: str, tokenizers: Mapping[str, PreTrainedTokenizerBase], parts: Mapping[str, str]
+) -> TokenTable:
+    """One row per tokenizer, one column per part of ``text``: the tokens that cover that part.
+
+    ``tokenizers`` maps a row label to a tokenizer; ``parts`` maps a column label to a piece of
+    ``text`` (see ``covering_tokens``). Example::
+
+        compare_tokenizers(text, {"gpt-2": gpt2, "phi-3": phi3}, {"digits": "12.0*50=600"})
+    """
+    if not tokenizers or not parts:
+        raise ValueError(
+            f"tokenizers and parts must not be empty, got {len(tokenizers)} and {len(parts)}"
+        )
+    rows: list[list[object]] = [
+        [name, *(covering_tokens(tokenizer, text, part) for part in parts.values())]
+        for name, tokenizer in tokenizers.items()
+    ]
+    return TokenTable(header=["tokenizer", *parts], rows=rows)
