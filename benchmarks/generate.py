@@ -1,21 +1,30 @@
-"""Generation speed: tutorial_lib's Phi-3 engine against transformers' ``generate``.
+"""Generation speed and quality per number format: tutorial_lib's engine and transformers.
 
-Both run the same weights, prompt and greedy settings in one process, alternating round by
-round (so a busy machine slows both alike), with and without a KV cache. Printed per engine:
-time to first token (prefill), decode tokens/s after it, peak memory allocated while
-generating (beyond the weights), and whether the tokens are identical to transformers'.
+Every engine runs the same weights, chat prompt and greedy settings in one process, with the
+KV cache, taking turns round by round (the starting engine rotates each round), so a busy
+machine slows all of them alike. Rows: our engine in fp32, bf16, int8 and int4 (weight-only,
+``tutorial_lib.quantization``), and transformers in fp32 and bf16 (its int8/int4 CPU paths
+need torchao or optimum-quanto, which this project does not install).
 
-    python benchmarks/generate.py                      # SmolLM2-135M, CPU, fp32, 128 tokens
-    python benchmarks/generate.py --threads 1          # steadier when other jobs share the CPU
-    python benchmarks/generate.py --device cuda --dtype bfloat16
+Columns: bytes of weights (all, and those one decoding step reads), the bandwidth ceiling
+(measured memory-copy bandwidth / bytes read per token, in tokens/s), decode tokens/s after
+the first token (median and best round, and the median ratio to transformers fp32 in the
+same rounds), time to first token, peak memory (weights + what the prompt and the first step
+allocate), perplexity on a fixed held text (news stories of gensim's Lee corpus), and how
+many greedy tokens agree with our fp32 engine before the first difference.
+
+    python benchmarks/generate.py --threads 1 --repeats 2        # the README's table
+    python benchmarks/generate.py --quick                        # a short smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import transformers
@@ -23,10 +32,21 @@ from torch.profiler import ProfilerActivity, profile
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.generation.streamers import BaseStreamer
 
+from tutorial_lib import assets
 from tutorial_lib.generation import chat_prompt, stream
 from tutorial_lib.loading import from_pretrained, resolve_model_dir
+from tutorial_lib.quantization import memory_bandwidth, perplexity, quantize_weights, weight_bytes
 
 PROMPT = "Explain step by step how a language model writes a reply, one token at a time."
+FORMATS = ("fp32", "bf16", "int8", "int4")
+HF_FORMATS = ("fp32", "bf16")  # transformers' formats that need no extra package on CPU
+
+
+def held_text(tokenizer, n_tokens: int) -> torch.Tensor:
+    """(1, n_tokens) ids of the first news stories of gensim's Lee corpus (real, offline)."""
+    corpus = Path(assets.fetch(assets.GENSIM_CORPORA, quiet=True)) / "lee_background.cor"
+    text = " ".join(corpus.read_text().splitlines()[:5])
+    return tokenizer(text, return_tensors="pt").input_ids[:, :n_tokens]
 
 
 class _Clock(BaseStreamer):
@@ -48,15 +68,15 @@ class _Clock(BaseStreamer):
         pass
 
 
-def run_ours(model, input_ids, max_new_tokens, use_cache, eos) -> tuple[list[int], list[float]]:
+def run_ours(model, input_ids, max_new_tokens, eos) -> tuple[list[int], list[float]]:
     times, tokens = [], []
-    for token in stream(model, input_ids, max_new_tokens, use_cache=use_cache, eos_token_id=eos):
+    for token in stream(model, input_ids, max_new_tokens, eos_token_id=eos):
         tokens.append(int(token[0]))
         times.append(time.perf_counter())
     return tokens, times
 
 
-def run_hf(model, input_ids, max_new_tokens, use_cache, eos) -> tuple[list[int], list[float]]:
+def run_hf(model, input_ids, max_new_tokens, eos) -> tuple[list[int], list[float]]:
     clock = _Clock()
     with torch.inference_mode():
         model.generate(
@@ -64,7 +84,6 @@ def run_hf(model, input_ids, max_new_tokens, use_cache, eos) -> tuple[list[int],
             attention_mask=torch.ones_like(input_ids),
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            use_cache=use_cache,
             eos_token_id=eos,
             pad_token_id=eos,
             streamer=clock,
@@ -72,39 +91,40 @@ def run_hf(model, input_ids, max_new_tokens, use_cache, eos) -> tuple[list[int],
     return clock.tokens, clock.times
 
 
-def timed(fn: Callable, device: torch.device) -> tuple[list[int], float, float]:
+def timed(fn: Callable) -> tuple[list[int], float, float]:
     """Tokens, time to first token (s) and decode tokens/s of one generation."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
     start = time.perf_counter()
-    tokens, times = fn()  # each token is read on the CPU (int()), so times are synchronized
+    tokens, times = fn()
     ttft = times[0] - start
     decode = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
     return tokens, ttft, decode
 
 
-def peak_extra_memory_mb(fn: Callable, device: torch.device) -> float:
-    """Peak memory allocated by torch while ``fn`` runs, above the level before it.
+def peak_extra_memory_mb(fn: Callable) -> float:
+    """Peak memory (MB) torch allocates while ``fn`` runs, above the level before it (CPU).
 
-    CUDA: the caching allocator's own peak. CPU: the allocator events of torch's profiler,
-    replayed in order (process RSS cannot show it: freed memory is kept and reused).
+    Replays the allocator events of torch's profiler in order (process RSS cannot show it:
+    freed memory is kept and reused).
     """
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    # Each op carries the bytes it allocated (frees are "[memory]" events with negative sizes).
     events = sorted(prof.events(), key=lambda e: e.time_range.start)
     allocated = peak = 0
     for event in events:
         allocated += event.self_cpu_memory_usage
         peak = max(peak, allocated)
-    return peak / 2**20
+    return peak / 1e6
+
+
+@torch.inference_mode()
+def hf_perplexity(model, input_ids: torch.Tensor) -> float:
+    return float(torch.exp(model(input_ids, labels=input_ids).loss))
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    return next(
+        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+    )
 
 
 def main() -> None:
@@ -114,72 +134,92 @@ def main() -> None:
     parser.add_argument(
         "--model", default="smollm2-135m-instruct", help="preset, directory or hub id"
     )
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--new-tokens", type=int, default=128, help="with the KV cache")
-    parser.add_argument("--no-cache-tokens", type=int, default=32, help="without it (slow)")
-    parser.add_argument("--repeats", type=int, default=5, help="alternating rounds per setting")
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating rounds")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    parser.add_argument("--ppl-tokens", type=int, default=512, help="tokens of held text")
+    parser.add_argument(
+        "--formats", default=",".join(FORMATS), help=f"of ours, comma-separated: {FORMATS}"
+    )
+    parser.add_argument("--no-transformers", action="store_true", help="only our engine")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 16 tokens, 1 round, 128 text tokens"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.new_tokens, args.repeats, args.ppl_tokens = 16, 1, 128
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    formats = args.formats.split(",")
+    if unknown := set(formats) - set(FORMATS):
+        parser.error(f"unknown formats {sorted(unknown)}; choose from {FORMATS}")
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.bfloat16}
+    dtypes["int4"] = torch.bfloat16
 
     model_dir = resolve_model_dir(args.model)
-    ours = from_pretrained(model_dir, device=device, dtype=dtype)
-    hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    input_ids = chat_prompt(tokenizer, PROMPT).to(device)
+    input_ids = chat_prompt(tokenizer, PROMPT)
     eos = tokenizer.eos_token_id
+    text = held_text(tokenizer, args.ppl_tokens)
+    bandwidth = memory_bandwidth()
+
+    # engine name -> (model, generate function, perplexity function)
+    engines: dict[str, tuple] = {}
+    for fmt in formats:
+        model = from_pretrained(model_dir, device="cpu", dtype=dtypes[fmt])
+        if fmt in ("int8", "int4"):
+            quantize_weights(model, 8 if fmt == "int8" else 4)
+        engines[f"tutorial_lib {fmt}"] = (model, run_ours, perplexity)
+    if not args.no_transformers:
+        for fmt in HF_FORMATS:
+            hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtypes[fmt]).eval()
+            engines[f"transformers {fmt}"] = (hf, run_hf, hf_perplexity)
 
     print(
-        f"model {args.model}, {args.device}, {args.dtype}, torch {torch.__version__}, "
-        f"transformers {transformers.__version__}, {torch.get_num_threads()} CPU threads"
+        f"model {args.model}, CPU, torch {torch.__version__}, transformers "
+        f"{transformers.__version__}, {torch.get_num_threads()} threads; prompt "
+        f"{input_ids.shape[1]} tokens (chat template), {args.new_tokens} new tokens, greedy, "
+        f"{args.repeats} alternating rounds; memory-copy bandwidth {bandwidth / 1e9:.1f} GB/s; "
+        f"perplexity on {text.shape[1]} tokens of held text\n"
     )
-    print(
-        f"prompt: {input_ids.shape[1]} tokens (chat template); greedy; {args.repeats} rounds per "
-        "setting, the engines alternating (and swapping who goes first each round)\n"
-    )
-    print(
-        "| engine | KV cache | new tokens | time to first token (s), median "
-        "| decode tokens/s, median | decode tokens/s, best round "
-        "| peak extra memory (MB) | tokens identical to transformers |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for use_cache, n_new in ((True, args.new_tokens), (False, args.no_cache_tokens)):
-        engines = {
-            "tutorial_lib": lambda n=n_new, c=use_cache: run_ours(ours, input_ids, n, c, eos),
-            "transformers": lambda n=n_new, c=use_cache: run_hf(hf, input_ids, n, c, eos),
-        }
-        for fn in engines.values():  # warm-up
-            fn(n=4)
-        # results[name]: one (tokens, time to first token, decode tokens/s) per round
-        results = {name: [] for name in engines}
-        for round_ in range(args.repeats):
-            order = list(engines) if round_ % 2 == 0 else list(reversed(engines))
-            for name in order:
-                results[name].append(timed(engines[name], device))
-        reference = results["transformers"][0][0]
-        cache = "yes" if use_cache else "no"
-        for name, runs in results.items():
-            memory = peak_extra_memory_mb(engines[name], device)
-            same = all(tokens == reference for tokens, _, _ in runs)
-            ttft = statistics.median(r[1] for r in runs)
-            decode = [r[2] for r in runs]
-            print(
-                f"| {name} | {cache} | {len(runs[0][0])} | {ttft:.3f} "
-                f"| {statistics.median(decode):.1f} | {max(decode):.1f} | {memory:.0f} "
-                f"| {'yes' if same else 'NO'} |"
+    for model, run, _ in engines.values():  # warm-up
+        run(model, input_ids, 4, eos)
+    # results[name]: one (tokens, time to first token, decode tokens/s) per round
+    results: dict[str, list] = {name: [] for name in engines}
+    names = list(engines)
+    for round_ in range(args.repeats):
+        print(f"round {round_ + 1} of {args.repeats}", file=sys.stderr, flush=True)
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            model, run, _ = engines[name]
+            results[name].append(
+                timed(lambda m=model, r=run: r(m, input_ids, args.new_tokens, eos))
             )
-        ours_rate = [r[2] for r in results["tutorial_lib"]]
-        hf_rate = [r[2] for r in results["transformers"]]
-        ratios = [mine / theirs for mine, theirs in zip(ours_rate, hf_rate, strict=True)]
+
+    baseline = "transformers fp32" if "transformers fp32" in results else names[0]
+    reference_tokens = results[names[0]][0][0]  # the first engine (ours fp32 by default)
+    print(
+        "| engine | weights (MB) | read per token (MB) | bandwidth ceiling (tok/s) "
+        "| decode tok/s, median | best round | × " + baseline + " | time to first token (s) "
+        f"| peak memory (MB) | perplexity | greedy tokens = {names[0]} |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, runs in results.items():
+        model, run, ppl = engines[name]
+        # transformers' Llama has the same embed_tokens and lm_head attributes as ours.
+        total, per_token = weight_bytes(model), weight_bytes(model, per_token=True)
+        # Prefill and one step: where activations peak (a profiled long run takes minutes).
+        peak = total / 1e6 + peak_extra_memory_mb(lambda m=model, r=run: r(m, input_ids, 2, eos))
+        decode = [r[2] for r in runs]
+        ratios = [mine / base[2] for mine, base in zip(decode, results[baseline], strict=True)]
+        same = min(common_prefix(tokens, reference_tokens) for tokens, _, _ in runs)
         print(
-            f"| ratio ours / transformers | {cache} | | "
-            f"| {statistics.median(ratios):.2f}x (rounds: {', '.join(f'{r:.2f}' for r in ratios)}) "
-            f"| {max(ours_rate) / max(hf_rate):.2f}x | | |"
+            f"| {name} | {total / 1e6:.0f} | {per_token / 1e6:.0f} | {bandwidth / per_token:.0f} "
+            f"| {statistics.median(decode):.1f} | {max(decode):.1f} "
+            f"| {statistics.median(ratios):.2f} | {statistics.median(r[1] for r in runs):.3f} "
+            f"| {peak:.0f} | {ppl(model, text):.2f} | {same} / {len(reference_tokens)} |"
         )
 
 

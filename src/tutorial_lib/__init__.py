@@ -23,8 +23,10 @@ _LAZY = {
     "generate": "generation",
     "get_device": "device",
     "load": "loading",
+    "perplexity": "quantization",
     "Phi3Config": "phi3",
     "Phi3ForCausalLM": "phi3",
+    "quantize_weights": "quantization",
     "set_seed": "device",
     "stream": "generation",
 }
@@ -39,6 +41,8 @@ __all__ = [
     "generate",
     "get_device",
     "load",
+    "perplexity",
+    "quantize_weights",
     "set_seed",
     "stream",
 ]
@@ -48,6 +52,7 @@ if TYPE_CHECKING:  # for type checkers and editors; never runs
     from .generation import chat, generate, stream
     from .loading import load
     from .phi3 import Phi3Config, Phi3ForCausalLM
+    from .quantization import perplexity, quantize_weights
 
 
 def __getattr__(name: str) -> Any:

@@ -31,6 +31,7 @@ from transformers import AutoConfig, PretrainedConfig, PreTrainedTokenizerBase
 from . import assets
 from .device import default_dtype, get_device
 from .phi3 import Phi3Config, Phi3ForCausalLM
+from .quantization import quantize_weights
 from .tokenization import load_tokenizer
 
 __all__ = [
@@ -72,6 +73,9 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 OFFLINE_PRESET = "smollm2-135m-instruct"
+
+# load(quantize=...): the weight-only formats and their bits (see tutorial_lib.quantization).
+QUANTIZE_FORMATS: dict[str | None, int | None] = {None: None, "int8": 8, "int4": 4}
 
 # The transformers model types whose checkpoints map onto our Phi-3 decoder.
 SUPPORTED_MODEL_TYPES = ("phi3", "llama", "mistral", "mixtral")
@@ -370,15 +374,28 @@ def from_pretrained(
 
 
 def load(
-    name: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    name: str | Path,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    quantize: str | None = None,
 ) -> tuple[Phi3ForCausalLM, PreTrainedTokenizerBase]:
     """The model and its tokenizer: ``model, tokenizer = load("smollm2-135m-instruct")``.
 
-    Takes the same arguments as ``from_pretrained``. The tokenizer carries the model's chat
-    template (see ``generation.chat``).
+    Takes the same arguments as ``from_pretrained``, plus ``quantize``: None (full precision),
+    ``"int8"`` or ``"int4"`` for weight-only quantization on the CPU (see
+    ``tutorial_lib.quantization``); a quantized model computes in bfloat16 unless ``dtype``
+    says otherwise. The tokenizer carries the model's chat template (see ``generation.chat``).
     """
+    if not (quantize is None or isinstance(quantize, str)) or quantize not in QUANTIZE_FORMATS:
+        raise ValueError(
+            f"quantize={quantize!r} is not supported; use one of {list(QUANTIZE_FORMATS)}"
+        )
+    if quantize is not None and dtype is None:
+        dtype = torch.bfloat16  # the quantized kernels are fast with bfloat16 activations
     model_dir = resolve_model_dir(name)
     model = from_pretrained(model_dir, device=device, dtype=dtype)
+    if quantize is not None:
+        model = quantize_weights(model, QUANTIZE_FORMATS[quantize])
     # A preset's tokenizer comes from tutorial_lib.tokenization (with its fixes to the
     # offline conversion); any other checkpoint brings its own.
     preset = PRESETS.get(str(name))

@@ -665,13 +665,13 @@ class Phi3ForCausalLM(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        """Where the weights are."""
-        return self.lm_head.weight.device
+        """Where the weights are (read from the embedding, which quantization leaves as is)."""
+        return self.model.embed_tokens.weight.device
 
     @property
     def dtype(self) -> torch.dtype:
-        """The precision of the weights."""
-        return self.lm_head.weight.dtype
+        """The precision of the weights and activations (the embedding's: see ``device``)."""
+        return self.model.embed_tokens.weight.dtype
 
     @classmethod
     def from_pretrained(
