@@ -187,7 +187,11 @@ def check_output_widths(page: str) -> list[str]:
 CHROMIUM = "/usr/bin/chromium"
 # page -> the controls on it (the ids are "control-<name>", see tutorial_lib.controls.show)
 CONTROL_PAGES = {
+    "notebooks/02_word_embeddings": ["glove-neighbours"],
+    "notebooks/03_rnn_attention": ["date-attention"],
+    "notebooks/04_transformers": ["minilm-heads"],
     "notebooks/06_architecture_overview": ["sampling-explorer"],
+    "notebooks/08_self_attention": ["smollm2-heads"],
     "notebooks/11_rope": ["rotary-explorer"],
     "notebooks/12_mixture_of_experts": ["expert-router"],
 }
@@ -254,7 +258,7 @@ def check_inputs_change_the_chart(page, name: str) -> list[str]:
             errors.append(f"{name}: moving the slider {key!r} changed nothing")
     for select in root.locator("select").all():
         before = _svg(root)
-        options = select.locator("option").all_text_contents()
+        options = select.locator("option").evaluate_all("options => options.map(o => o.value)")
         select.select_option(options[-1] if select.input_value() != options[-1] else options[0])
         page.wait_for_timeout(200)
         if _svg(root) == before:
@@ -376,7 +380,73 @@ def check_expert_router(page, page_name: str) -> list[str]:
     return errors
 
 
+# The text marks a chart draws (not its axes' or title's): the numbers and labels it shows.
+MARK_TEXTS = "g.mark-text.role-mark text"
+
+
+def check_word_neighbours(page, page_name: str) -> list[str]:
+    """Each query of the dropdown shows its precomputed neighbours' similarities."""
+    errors, name = [], "glove-neighbours"
+    rows = data_rows(control_spec(page_name, name), "similarity")
+    root = page.locator(f"#control-{name}")
+    queries = list(dict.fromkeys(r["query"] for r in rows))
+    for query in (queries[0], queries[-1]):
+        root.locator("select").select_option(query)
+        page.wait_for_timeout(200)
+        shown = sorted(_texts(root, MARK_TEXTS))
+        want = sorted(f"{r['similarity']:.3f}" for r in rows if r["query"] == query)
+        words = [r["word"] for r in sorted(rows, key=lambda r: r["rank"]) if r["query"] == query]
+        print(f"  {name} {query!r}: page: {max(shown)} ... | Python: {words[:3]} {want[-1]}")
+        if shown != want:
+            errors.append(f"{name} {query!r}: page {shown} != Python {want}")
+    return errors
+
+
+def check_date_attention(page, page_name: str) -> list[str]:
+    """Each date text of the dropdown shows the translator's output for it."""
+    errors, name = [], "date-attention"
+    rows = data_rows(control_spec(page_name, name), "source_tokens")
+    root = page.locator(f"#control-{name}")
+    for row in (rows[0], rows[-1]):
+        root.locator("select").select_option(row["source"])
+        page.wait_for_timeout(200)
+        shown = _texts(root, MARK_TEXTS)
+        print(f"  {name} {row['source']!r}: page: {shown} | Python: {row['output']!r}")
+        if shown != [f"output: {row['output']}"]:
+            errors.append(f"{name} {row['source']!r}: page {shown} != {row['output']!r}")
+    return errors
+
+
+def check_attention_heads(page, page_name: str, name: str) -> list[str]:
+    """Two (text, layer, head) choices show that head's weights, the numbers in the cells."""
+    errors = []
+    rows = data_rows(control_spec(page_name, name), "weights")
+    root = page.locator(f"#control-{name}")
+    for row in (rows[0], rows[-1]):
+        if root.locator("select").count():  # a dropdown when there is more than one text
+            root.locator("select").select_option(row["text"])
+        _set_range(root, "layer", row["layer"])
+        _set_range(root, "head", row["head"])
+        page.wait_for_timeout(300)
+        shown = sorted(_texts(root, MARK_TEXTS))
+        want = sorted(f"{w / 100:.2f}" for w in row["weights"])
+        where = f"{row['text']!r} layer {row['layer']} head {row['head']}"
+        print(
+            f"  {name} {where}: page: {len(shown)} cells, largest {shown[-1]} | Python: "
+            f"{len(want)} cells, largest {want[-1]}"
+        )
+        if shown != want:
+            errors.append(f"{name} {where}: page {shown[:5]}... != Python {want[:5]}...")
+    return errors
+
+
 CONTROL_CHECKS = {
+    "glove-neighbours": check_word_neighbours,
+    "date-attention": check_date_attention,
+    "minilm-heads": lambda page, page_name: check_attention_heads(page, page_name, "minilm-heads"),
+    "smollm2-heads": lambda page, page_name: check_attention_heads(
+        page, page_name, "smollm2-heads"
+    ),
     "sampling-explorer": check_sampling_explorer,
     "rotary-explorer": check_rotary_explorer,
     "expert-router": check_expert_router,

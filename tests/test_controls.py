@@ -154,6 +154,13 @@ def test_attention_heads_binds_text_layer_and_head_and_expands_the_chosen_row():
     assert len(spec["data"]["values"]) == len(HEAD_ROWS)  # all heads travel to the page
 
 
+def test_attention_heads_of_one_text_has_no_dropdown():
+    rows = [r for r in HEAD_ROWS if r["text"] == "one"]
+    params = {p["name"]: p for p in show(attention_heads(rows), "heads").spec["params"]}
+    assert params["text"] == {"name": "text", "value": "one"}  # filters, binds no input
+    assert params["layer"]["bind"]["input"] == "range"
+
+
 def test_attention_heads_rejects_what_the_rows_do_not_have():
     with pytest.raises(ValueError, match="text="):
         attention_heads(HEAD_ROWS, text="three")

@@ -621,8 +621,9 @@ def attention_heads(
         size: width and height of the heatmap in pixels.
         annotate: write each weight in its cell (readable up to about 15 tokens).
 
-    The chart's parameters ``text``, ``layer`` and ``head`` are bound to a dropdown and two
-    sliders; the browser filters the rows and expands the chosen one into cells.
+    The chart's parameters ``text``, ``layer`` and ``head`` are bound to a dropdown (when
+    the rows hold more than one text) and two sliders; the browser filters the rows and
+    expands the chosen one into cells.
     """
     rows = _check_rows(rows, ("text", "layer", "head", "tokens", "weights"))
     texts = list(dict.fromkeys(r["text"] for r in rows))
@@ -636,9 +637,9 @@ def attention_heads(
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < count:
             raise ValueError(f"{name}={value!r} must be an int in 0..{count - 1}")
 
-    text_param = alt.param(
-        name="text", value=text, bind=alt.binding_select(options=texts, name="text ")
-    )
+    text_param = alt.param(name="text", value=text)
+    if len(texts) > 1:  # a dropdown when there is a text to choose; one text needs none
+        text_param.param.bind = alt.binding_select(options=texts, name="text ")
     layer_param = alt.param(
         name="layer",
         value=layer,
