@@ -107,24 +107,26 @@ def check_figure_alt_texts(page: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------
-# Outputs that fit the column
+# Code and outputs that fit the column
 
 OUTPUT_WINDOW = "1280,1600"  # the narrowest common desktop window: the text column is ~750 px
-# Runs in the page once it has loaded: every cell output box, and every box inside it, must
-# neither scroll sideways (content wider than the box) nor reach past the text column.
+# Runs in the page once it has loaded: every code cell and output box, and every box inside
+# it, must neither scroll sideways (content wider than the box) nor reach past the text
+# column.
 _MEASURE_JS = r"""
 window.addEventListener("load", () => {
   const article = document.querySelector("article.bd-article");
   const right = article ? article.getBoundingClientRect().right : Infinity;
   const cells = [...document.querySelectorAll("div.cell")];
   const wide = [];
-  document.querySelectorAll("div.cell_output").forEach((area) => {
+  document.querySelectorAll("div.cell_input, div.cell_output").forEach((area) => {
     const boxes = [area, ...area.querySelectorAll("pre, table, div, img")];
     for (const box of boxes) {
       const scrolls = box.clientWidth > 0 && box.scrollWidth > box.clientWidth + 1;
       const sticksOut = box.getBoundingClientRect().right > right + 1;
       if (scrolls || sticksOut) {
         wide.push({cell: cells.indexOf(area.closest("div.cell")) + 1,
+                   part: area.classList.contains("cell_input") ? "code" : "output",
                    tag: box.tagName.toLowerCase(),
                    width: Math.max(box.scrollWidth, Math.ceil(box.getBoundingClientRect().width)),
                    room: box.clientWidth,
@@ -170,14 +172,14 @@ def measure_output_widths(page: str) -> dict:
 
 
 def check_output_widths(page: str) -> list[str]:
-    """Problems with cell outputs wider than the text column on one page (none: empty)."""
+    """Code cells and outputs wider than the text column on one page (none: empty)."""
     try:
         measured = measure_output_widths(page)
     except RuntimeError as error:
         return [str(error)]
     return [
-        f"{page}: the output of code cell {w['cell']} (In [{w['cell']}]) is {w['width']} px wide "
-        f"in a {w['room']} px <{w['tag']}>: {w['text']!r}"
+        f"{page}: the {w['part']} of code cell {w['cell']} (In [{w['cell']}]) is "
+        f"{w['width']} px wide in a {w['room']} px <{w['tag']}>: {w['text']!r}"
         for w in measured["wide"]
     ]
 
@@ -522,7 +524,7 @@ def main() -> int:
             for text in texts:
                 if text not in dom:
                     errors.append(f"{page}: {text!r} is not in the rendered page")
-        for page in toc_files():  # cell outputs within the text column
+        for page in toc_files():  # code and outputs within the text column
             if (HTML / f"{page}.html").is_file():
                 errors += check_output_widths(page)
     if Path(CHROMIUM).is_file():
