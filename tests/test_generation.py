@@ -37,24 +37,29 @@ VOCAB = 64
 CONTEXT = 48
 
 
-@pytest.fixture(scope="module")
-def model() -> Phi3ForCausalLM:
-    """A tiny Phi-3 with random weights (from transformers, through our loader)."""
-    torch.manual_seed(0)
+def tiny_hf_phi3(seed: int, vocab_size: int = VOCAB, context: int = CONTEXT, eos=None, pad=0):
+    """A tiny transformers Phi-3 with random weights (``seed``), in eval mode."""
+    torch.manual_seed(seed)
     config = HFPhi3Config(
-        vocab_size=VOCAB,
+        vocab_size=vocab_size,
         hidden_size=32,
         intermediate_size=64,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=CONTEXT,
+        max_position_embeddings=context,
         initializer_range=0.2,
         bos_token_id=1,
-        eos_token_id=None,
-        pad_token_id=0,
+        eos_token_id=eos,
+        pad_token_id=pad,
     )
-    return Phi3ForCausalLM.from_hf(HFPhi3ForCausalLM(config).eval())
+    return HFPhi3ForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def model() -> Phi3ForCausalLM:
+    """A tiny Phi-3 with random weights (from transformers, through our loader)."""
+    return Phi3ForCausalLM.from_hf(tiny_hf_phi3(seed=0))
 
 
 def prompt(batch: int = 1, seq: int = 6, seed: int = 0) -> torch.Tensor:
@@ -455,21 +460,7 @@ def test_group_logits_rejects_bad_input(kwargs, match):
 @pytest.fixture(scope="module")
 def hf_pair() -> tuple[HFPhi3ForCausalLM, Phi3ForCausalLM]:
     """A tiny random transformers Phi-3 and the same weights in our engine."""
-    torch.manual_seed(1)
-    config = HFPhi3Config(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=CONTEXT,
-        initializer_range=0.2,
-        bos_token_id=1,
-        eos_token_id=None,
-        pad_token_id=0,
-    )
-    hf = HFPhi3ForCausalLM(config).eval()
+    hf = tiny_hf_phi3(seed=1)
     return hf, Phi3ForCausalLM.from_hf(hf)
 
 
@@ -520,21 +511,9 @@ def test_logits_processor_runs_before_sampling_on_every_step(model):
 def chat_model_and_tokenizer():
     """A tiny random Phi-3 over the real SmolLM2 tokenizer (ChatML), ending at <|im_end|>."""
     tokenizer = load_tokenizer("smollm2")
-    torch.manual_seed(2)
-    config = HFPhi3Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        initializer_range=0.2,
-        bos_token_id=1,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.eos_token_id,
-    )
-    return Phi3ForCausalLM.from_hf(HFPhi3ForCausalLM(config).eval()), tokenizer
+    eos = tokenizer.eos_token_id
+    hf = tiny_hf_phi3(seed=2, vocab_size=len(tokenizer), context=128, eos=eos, pad=eos)
+    return Phi3ForCausalLM.from_hf(hf), tokenizer
 
 
 def test_chat_batch_gives_each_chat_its_own_reply(chat_model_and_tokenizer):

@@ -88,6 +88,11 @@ def show(chart: alt.TopLevelMixin, name: str) -> ControlHTML:
 _SLIDER = alt.binding_range  # a short name for the many sliders below
 
 
+def _subtitle(text: str) -> alt.Title:
+    """A chart's title in the style of a caption: what its marks show."""
+    return alt.Title(text, fontSize=12, fontWeight="normal")
+
+
 # --- Chapter 06: sampling explorer -----------------------------------------------------
 def sampling_explorer(
     distributions: dict[str, tuple[GroupedLogits, list[str]]],
@@ -186,10 +191,8 @@ def sampling_explorer(
         alt.layer(bars, ticks, numbers).properties(
             width=500,
             height=alt.Step(17),
-            title=alt.Title(
-                "bars: after the settings; black ticks: the model's own (T = 1, no filters)",
-                fontSize=12,
-                fontWeight="normal",
+            title=_subtitle(
+                "bars: after the settings; black ticks: the model's own (T = 1, no filters)"
             ),
         ),
         data=alt.Data(values=rows),
@@ -387,11 +390,7 @@ def rotary_explorer(
     panels = alt.layer(circles, *vector_layers, labels).properties(
         width=600,
         height=600 / (2.6 * len(shown_pairs)) * 2.6,
-        title=alt.Title(
-            "red: query pair turned by m x theta; blue: key pair turned by n x theta",
-            fontSize=12,
-            fontWeight="normal",
-        ),
+        title=_subtitle("red: query pair turned by m x theta; blue: key pair turned by n x theta"),
     )
     line = (
         alt.Chart(alt.Data(values=curve))
@@ -410,10 +409,8 @@ def rotary_explorer(
     scores_chart = alt.layer(line, here).properties(
         width=600,
         height=200,
-        title=alt.Title(
-            "the score for every m - n (line, from Python) and at the sliders' m, n (dot)",
-            fontSize=12,
-            fontWeight="normal",
+        title=_subtitle(
+            "the score for every m - n (line, from Python) and at the sliders' m, n (dot)"
         ),
     )
     return alt.vconcat(readout, panels, scores_chart).add_params(m_param, n_param)
@@ -485,11 +482,7 @@ def expert_router(
     per_token = alt.layer(bars, numbers).properties(
         width=560,
         height=200,
-        title=alt.Title(
-            "each token's experts (numbers) and their gate weights",
-            fontSize=12,
-            fontWeight="normal",
-        ),
+        title=_subtitle("each token's experts (numbers) and their gate weights"),
     )
     load = chosen.transform_aggregate(tokens="count()", groupby=["expert"]).encode(
         x=alt.X("expert:O", title="expert", scale=alt.Scale(domain=list(range(num_experts)))),
@@ -501,11 +494,7 @@ def expert_router(
     ).properties(
         width=560,
         height=140,
-        title=alt.Title(
-            "load: how many tokens each expert receives in this layer",
-            fontSize=12,
-            fontWeight="normal",
-        ),
+        title=_subtitle("load: how many tokens each expert receives in this layer"),
     )
     return alt.vconcat(per_token, load_chart).add_params(layer_param)
 
