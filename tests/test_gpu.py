@@ -14,9 +14,10 @@ from transformers import AutoModelForCausalLM
 from transformers import Phi3Config as HFPhi3Config
 from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 
+from tutorial_lib import DEFAULT_MODEL
 from tutorial_lib.device import default_dtype
 from tutorial_lib.generation import chat_prompt, generate
-from tutorial_lib.loading import OFFLINE_PRESET, load, resolve_model_dir
+from tutorial_lib.loading import load, resolve_model_dir
 from tutorial_lib.phi3 import Phi3ForCausalLM
 
 pytestmark = [
@@ -111,13 +112,13 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def hf_fp32():
-    model_dir = resolve_model_dir(OFFLINE_PRESET)
+    model_dir = resolve_model_dir(DEFAULT_MODEL)
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(DEVICE).eval()
 
 
 @torch.inference_mode()
 def test_real_weights_fp32_greedy_tokens_equal_transformers(hf_fp32):
-    model, tokenizer = load(OFFLINE_PRESET, device=DEVICE, dtype=torch.float32)
+    model, tokenizer = load(DEFAULT_MODEL, device=DEVICE, dtype=torch.float32)
     for prompt in PROMPTS:
         ids = tokenizer(prompt, return_tensors="pt").input_ids.to(DEVICE)
         expected = hf_fp32.generate(ids, max_new_tokens=50, do_sample=False)
@@ -128,7 +129,7 @@ def test_real_weights_fp32_greedy_tokens_equal_transformers(hf_fp32):
 @pytest.mark.parametrize("dtype", HALF, ids=str)
 @torch.inference_mode()
 def test_real_weights_half_precision(hf_fp32, dtype):
-    model, tokenizer = load(OFFLINE_PRESET, device=DEVICE, dtype=dtype)
+    model, tokenizer = load(DEFAULT_MODEL, device=DEVICE, dtype=dtype)
     hf_half = copy.deepcopy(hf_fp32).to(dtype)
     ids = tokenizer("The capital of France is", return_tensors="pt").input_ids.to(DEVICE)
     assert tokenizer.decode(model(ids).logits[0, -1].argmax()) == " Paris"

@@ -47,6 +47,20 @@ def test_presets_include_the_offline_default_and_phi3():
     assert PRESETS["phi-3-mini-4k-instruct"].hub_id == "microsoft/Phi-3-mini-4k-instruct"
 
 
+def test_chosen_model_is_the_argument_then_the_environment_then_the_default(monkeypatch):
+    monkeypatch.delenv("TUTORIAL_MODEL", raising=False)
+    assert loading.chosen_model() == "smollm2-135m-instruct"
+    monkeypatch.setenv("TUTORIAL_MODEL", "phi-3-mini-4k-instruct")
+    assert loading.chosen_model() == "phi-3-mini-4k-instruct"
+    assert loading.chosen_model("my/model") == "my/model"
+
+
+def test_load_without_a_name_looks_for_the_model_the_environment_names(monkeypatch):
+    monkeypatch.setenv("TUTORIAL_MODEL", "no-such-model")
+    with pytest.raises(ValueError, match="name_or_path='no-such-model' is not a known preset"):
+        load()
+
+
 @pytest.mark.parametrize("name", ["smollm2", "phi-3-mini", "Phi-3-mini-4k-instruct"])
 def test_unknown_preset_lists_the_known_ones(name):
     with pytest.raises(ValueError) as info:

@@ -17,8 +17,9 @@ from torch import nn
 from transformers import Phi3Config as HFPhi3Config
 from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 
+from tutorial_lib import DEFAULT_MODEL
 from tutorial_lib.generation import generate
-from tutorial_lib.loading import OFFLINE_PRESET, load
+from tutorial_lib.loading import load
 from tutorial_lib.phi3 import Phi3ForCausalLM
 from tutorial_lib.quantization import (
     DENSE_MIN_TOKENS,
@@ -300,7 +301,7 @@ def test_unsupported_dtype_and_device_raise():
     with pytest.raises(TypeError, match="Phi3ForCausalLM"):
         quantize_weights(nn.Linear(4, 4), 8)
     with pytest.raises(ValueError, match="quantize='int3'"):
-        load(OFFLINE_PRESET, quantize="int3")
+        load(DEFAULT_MODEL, quantize="int3")
 
 
 def test_perplexity_matches_transformers_loss():
@@ -327,12 +328,12 @@ HELD_TEXT = (
 
 @pytest.mark.slow
 def test_real_model_quantized_keeps_its_perplexity_and_answer():
-    model, tokenizer = load(OFFLINE_PRESET, device="cpu")
+    model, tokenizer = load(DEFAULT_MODEL, device="cpu")
     text = tokenizer(HELD_TEXT, return_tensors="pt").input_ids
     question = tokenizer("The capital of France is", return_tensors="pt").input_ids
     fp32 = perplexity(model, text)
     for quantize, budget in (("int8", 0.02), ("int4", 0.10)):
-        quantized, _ = load(OFFLINE_PRESET, device="cpu", quantize=quantize)
+        quantized, _ = load(DEFAULT_MODEL, device="cpu", quantize=quantize)
         assert quantized.dtype == torch.bfloat16
         assert perplexity(quantized, text) < fp32 * (1 + budget)
         assert tokenizer.decode(generate(quantized, question, 1)[0, -1]) == " Paris"

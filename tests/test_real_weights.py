@@ -10,8 +10,9 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM
 
+from tutorial_lib import DEFAULT_MODEL
 from tutorial_lib.generation import chat, chat_prompt, generate, stream_text
-from tutorial_lib.loading import OFFLINE_PRESET, load, resolve_model_dir
+from tutorial_lib.loading import load, resolve_model_dir
 from tutorial_lib.phi3 import Phi3ForCausalLM
 
 pytestmark = pytest.mark.slow
@@ -28,12 +29,12 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def ours():
-    return load(OFFLINE_PRESET, device="cpu")  # (model, tokenizer)
+    return load(DEFAULT_MODEL, device="cpu")  # (model, tokenizer)
 
 
 @pytest.fixture(scope="module")
 def hf():
-    model_dir = resolve_model_dir(OFFLINE_PRESET)
+    model_dir = resolve_model_dir(DEFAULT_MODEL)
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
 
 

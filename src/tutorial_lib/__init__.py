@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# The offline default model; override with the TUTORIAL_MODEL environment variable.
+# The one default model (offline, from PyPI); the TUTORIAL_MODEL environment variable picks
+# another for every chapter (``tutorial_lib.loading.chosen_model``).
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 # Public name -> the module that defines it.
 _LAZY = {
     "chat": "generation",
+    "chosen_model": "loading",
     "default_dtype": "device",
     "generate": "generation",
     "get_device": "device",
@@ -37,6 +39,7 @@ __all__ = [
     "Phi3ForCausalLM",
     "__version__",
     "chat",
+    "chosen_model",
     "default_dtype",
     "generate",
     "get_device",
@@ -50,7 +53,7 @@ __all__ = [
 if TYPE_CHECKING:  # for type checkers and editors; never runs
     from .device import default_dtype, get_device, set_seed
     from .generation import chat, generate, stream
-    from .loading import load
+    from .loading import chosen_model, load
     from .phi3 import Phi3Config, Phi3ForCausalLM
     from .quantization import perplexity, quantize_weights
 

