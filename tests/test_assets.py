@@ -239,3 +239,131 @@ def test_tests_skip_when_an_asset_cannot_be_downloaded_but_fail_when_it_is_corru
     result.stdout.fnmatch_lines(
         ["*needs an asset that could not be downloaded: pip exited with 1*"]
     )
+
+
+# --------------------------------------------------------------------------------------
+# The hash is checked before anything in the archive is read or run (pip's hash mode)
+# --------------------------------------------------------------------------------------
+
+_BACKEND = """
+import os, pathlib
+pathlib.Path(os.environ["TUTORIAL_LIB_TEST_MARKER"]).write_text("the archive's code ran")
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+def prepare_metadata_for_build_wheel(metadata_directory, config_settings=None):
+    info = pathlib.Path(metadata_directory) / "tutorial_lib_fake_sdist-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\\nName: tutorial-lib-fake-sdist\\nVersion: 1.0\\n"
+    )
+    return info.name
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    raise RuntimeError("not needed by pip download")
+"""
+
+
+@pytest.fixture
+def fake_sdist_index(tmp_path, monkeypatch):
+    """A local find-links directory holding one sdist whose build hook writes a marker file.
+
+    Its pyproject names an in-tree backend with no build requirements, so pip needs no
+    network. Returns (the sdist's SHA-256, the marker path)."""
+    import io
+    import tarfile
+
+    links = tmp_path / "links"
+    links.mkdir()
+    root = "tutorial_lib_fake_sdist-1.0"
+    files = {
+        f"{root}/pyproject.toml": (
+            '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+        ),
+        f"{root}/backend.py": _BACKEND,
+        f"{root}/data/vocab.txt": "hello\n",
+        f"{root}/PKG-INFO": "Metadata-Version: 2.1\nName: tutorial-lib-fake-sdist\nVersion: 1.0\n",
+    }
+    archive = links / f"{root}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("TUTORIAL_LIB_TEST_MARKER", str(marker))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
+    monkeypatch.setenv("PIP_CONSTRAINT", "")  # no site-wide constraints file
+    return hashlib.sha256(archive.read_bytes()).hexdigest(), marker
+
+
+def _sdist_asset(monkeypatch, sha256: str) -> assets.Asset:
+    asset = assets.Asset(
+        name="fake-sdist",
+        package="tutorial-lib-fake-sdist",
+        version="1.0",
+        filename="tutorial_lib_fake_sdist-1.0.tar.gz",
+        sha256=sha256,
+        members=("tutorial_lib_fake_sdist-1.0/data/",),
+        description="a test sdist",
+        build=assets._build_copy("tutorial_lib_fake_sdist-1.0/data"),
+    )
+    monkeypatch.setitem(assets.ASSETS, asset.name, asset)
+    return asset
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_a_tampered_sdist_is_refused_before_any_of_its_code_runs(
+    tmp_cache, fake_sdist_index, monkeypatch, quiet
+):
+    real_sha, marker = fake_sdist_index
+    _sdist_asset(monkeypatch, "ab" * 32)  # the pin no longer matches the file on the index
+    with pytest.raises(assets.AssetError) as err:
+        assets.fetch("fake-sdist", quiet=quiet)
+    assert not isinstance(err.value, assets.AssetDownloadError)  # a failure, never a skip
+    assert f"expected {'ab' * 32}, got {real_sha}" in str(err.value)
+    assert not marker.exists(), "the archive's build hook ran before the hash was checked"
+    assert not assets.is_cached("fake-sdist")
+    assert _leftovers(tmp_cache) == []
+
+
+def test_a_matching_sdist_is_fetched(tmp_cache, fake_sdist_index, monkeypatch):
+    real_sha, marker = fake_sdist_index
+    _sdist_asset(monkeypatch, real_sha)
+    path = assets.fetch("fake-sdist", quiet=True)
+    assert (path / "vocab.txt").read_text() == "hello\n"
+    # What the docs say happens after the hash matched: pip prepares the sdist's metadata,
+    # which runs the verified archive's build hook (in a throwaway build environment).
+    assert marker.exists()
+
+
+def test_a_notebook_that_fetches_first_shows_the_same_outputs_as_with_a_full_cache(
+    tmp_cache, fake_sdist_index, monkeypatch
+):
+    """nbval on a fresh cache: the first use of an asset inside a kernel prints nothing."""
+    import nbclient
+    import nbformat
+
+    real_sha, _ = fake_sdist_index
+    setup = f"""
+from tutorial_lib import assets
+assets.ASSETS["fake-sdist"] = assets.Asset(
+    name="fake-sdist", package="tutorial-lib-fake-sdist", version="1.0",
+    filename="tutorial_lib_fake_sdist-1.0.tar.gz", sha256="{real_sha}",
+    members=("tutorial_lib_fake_sdist-1.0/data/",), description="a test sdist",
+    build=assets._build_copy("tutorial_lib_fake_sdist-1.0/data"),
+)
+"""
+    use = 'print((assets.fetch("fake-sdist") / "vocab.txt").read_text())'
+    runs = []
+    for _ in range(2):  # an empty cache, then a full one
+        nb = nbformat.v4.new_notebook(
+            cells=[nbformat.v4.new_code_cell(setup), nbformat.v4.new_code_cell(use)]
+        )
+        nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+        runs.append([cell.outputs for cell in nb.cells])
+    assert runs[0] == runs[1]
+    assert runs[0] == [[], [nbformat.v4.new_output("stream", name="stdout", text="hello\n\n")]]
