@@ -108,6 +108,32 @@ def test_bad_config_raises(kwargs, message):
         Phi3Config(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(num_attention_heads=0), ValueError, r"num_attention_heads=0 must be an integer >= 1"),
+        (dict(hidden_size=-8), ValueError, r"hidden_size=-8 must be an integer >= 1"),
+        (dict(vocab_size=0), ValueError, r"vocab_size=0 must be an integer >= 1"),
+        (dict(num_hidden_layers=2.0), TypeError, r"num_hidden_layers=2.0 .* got float"),
+        (dict(intermediate_size=True), TypeError, r"intermediate_size=True .* got bool"),
+        (dict(num_key_value_heads=0), ValueError, r"num_key_value_heads=0 .* \(or None\)"),
+        (dict(head_dim=0), ValueError, r"head_dim=0 must be an integer >= 1"),
+        (dict(max_position_embeddings=0), ValueError, r"max_position_embeddings=0"),
+        (dict(rms_norm_eps=0.0), ValueError, r"rms_norm_eps=0.0 must be a number > 0"),
+        (dict(num_local_experts=0), ValueError, r"num_local_experts=0"),
+        (
+            dict(num_local_experts=2, num_experts_per_tok=3),
+            ValueError,
+            r"num_experts_per_tok=3 must be at most num_local_experts=2",
+        ),
+    ],
+)
+def test_config_fields_are_validated_with_clear_errors(kwargs, error, message):
+    # Each of these used to fail later, e.g. num_attention_heads=0 with a ZeroDivisionError.
+    with pytest.raises(error, match=message):
+        Phi3Config(**kwargs)
+
+
 def test_kv_cache_grows_and_keeps_what_it_holds():
     config = Phi3Config(
         hidden_size=8, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1

@@ -312,7 +312,8 @@ def _generate_tokens(
             # longrope switches to its long factors once the sequence outgrows the pre-training
             # context: keys cached with the short ones are stale, so compute them all again.
             cache, new_input = KVCache(config, batch, total_length, device, model.dtype), ids
-        hidden = model.model(new_input, mask, past_key_values=cache)[0]  # (batch, seq, hidden)
+        # The prompt was checked once (_check_prompt); new tokens come from the vocabulary.
+        hidden = model.model(new_input, mask, past_key_values=cache, check_ids=False)[0]
         logits = model.lm_head(hidden[:, -1])  # only the last position predicts: (batch, vocab)
         if logits_processor is not None:
             logits = logits_processor(ids, logits)  # e.g. forbid tokens: (batch, vocab)
