@@ -212,11 +212,7 @@ def test_cli_fetch_reports_unknown_names(capsys):
     assert "not a known asset" in capsys.readouterr().err
 
 
-def test_tests_skip_when_an_asset_cannot_be_downloaded_but_fail_when_it_is_corrupt(pytester):
-    # Run this suite's conftest hooks on three tests in a separate pytest session.
-    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
-    pytester.makepyfile(
-        """
+_OFFLINE_TESTS = """
         import pytest
         from tutorial_lib.assets import AssetDownloadError, AssetError
 
@@ -233,7 +229,15 @@ def test_tests_skip_when_an_asset_cannot_be_downloaded_but_fail_when_it_is_corru
         def test_corrupt():
             raise AssetError("SHA-256 mismatch")
         """
-    )
+
+
+def test_tests_skip_when_an_asset_cannot_be_downloaded_but_fail_when_it_is_corrupt(
+    pytester, monkeypatch
+):
+    # Run this suite's conftest hooks on three tests in a separate pytest session.
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    pytester.makepyfile(_OFFLINE_TESTS)
     result = pytester.runpytest("-o", "addopts=", "-rs")
     result.assert_outcomes(skipped=2, failed=1)
     result.stdout.fnmatch_lines(
@@ -367,3 +371,14 @@ assets.ASSETS["fake-sdist"] = assets.Asset(
         runs.append([cell.outputs for cell in nb.cells])
     assert runs[0] == runs[1]
     assert runs[0] == [[], [nbformat.v4.new_output("stream", name="stdout", text="hello\n\n")]]
+
+
+@pytest.mark.parametrize("ci", ["true", "1"])
+def test_in_ci_a_test_whose_asset_cannot_be_downloaded_fails(pytester, monkeypatch, ci):
+    """No green without the weights: with CI=true an offline run fails instead of skipping."""
+    monkeypatch.setenv("CI", ci)
+    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    pytester.makepyfile(_OFFLINE_TESTS)
+    result = pytester.runpytest("-o", "addopts=", "-rs")
+    result.assert_outcomes(failed=2, errors=1)  # the fixture's failure is a setup error
+    result.stdout.fnmatch_lines(["*CI=true: fetch the assets first*pip exited with 1*"])
