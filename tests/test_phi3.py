@@ -151,3 +151,74 @@ def test_kv_cache_grows_and_keeps_what_it_holds():
         assert keys[0, 0, :, 0].tolist() == written  # (batch, n_kv_heads, length, head_dim)
         assert values[0, 0, :, 0].tolist() == [-w for w in written]
     assert cache.capacity >= 7
+
+
+# --------------------------------------------------------------------------------------
+# The KV cache beyond "it grows": positions, reuse across calls, overflow, batches
+# --------------------------------------------------------------------------------------
+def tiny_random_phi3(sliding_window: int | None = None) -> Phi3ForCausalLM:
+    torch.manual_seed(0)
+    config = Phi3Config(
+        vocab_size=40,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=16,
+        sliding_window=sliding_window,
+        pad_token_id=0,
+    )
+    model = Phi3ForCausalLM(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.2)
+    return model.eval()
+
+
+def token_ids(batch: int, seq: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(1, 40, (batch, seq), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("sliding_window", [None, 5])
+@pytest.mark.parametrize("chunks", [[4, 1, 1, 1, 1, 1, 1], [2, 3, 5], [1] * 10])
+@torch.inference_mode()
+def test_cached_chunks_give_the_logits_of_one_uncached_pass(sliding_window, chunks):
+    # Each chunk's tokens sit at the positions after the cached ones (RoPE and the causal
+    # and sliding-window masks); one cache object is reused across all the calls.
+    model = tiny_random_phi3(sliding_window)
+    ids = token_ids(2, sum(chunks))
+    full = model(ids).logits
+    cache, start, pieces = None, 0, []
+    for n in chunks:
+        out = model(ids[:, start : start + n], past_key_values=cache, use_cache=True)
+        cache, start = out.past_key_values, start + n
+        assert cache.length == start
+        pieces.append(out.logits)
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+@torch.inference_mode()
+def test_a_cache_past_the_context_length_raises():
+    model = tiny_random_phi3()
+    cache = model(token_ids(1, 12), use_cache=True).past_key_values
+    model(token_ids(1, 4), past_key_values=cache)  # exactly the 16-token context: fine
+    with pytest.raises(ValueError, match=r"16 cached \+ 1 new tokens exceed the context length"):
+        model(token_ids(1, 1), past_key_values=cache)
+
+
+@torch.inference_mode()
+def test_a_batch_cache_equals_each_sequence_with_its_own_cache():
+    model = tiny_random_phi3()
+    ids = token_ids(3, 9, seed=1)
+    batch_cache = model(ids[:, :5], use_cache=True).past_key_values
+    batch_next = model(ids[:, 5:], past_key_values=batch_cache).logits
+    for row in range(3):
+        one = ids[row : row + 1]
+        cache = model(one[:, :5], use_cache=True).past_key_values
+        alone = model(one[:, 5:], past_key_values=cache).logits
+        torch.testing.assert_close(batch_next[row : row + 1], alone, atol=1e-5, rtol=1e-5)
+        # The batch cache holds each sequence's own keys, in its own row.
+        torch.testing.assert_close(
+            batch_cache.keys[1][row : row + 1, :, :9], cache.keys[1][:, :, :9]
+        )
