@@ -264,6 +264,13 @@ def test_token_ids_are_range_checked_once_per_generate(model, monkeypatch, use_c
     assert len(calls) == 4
 
 
+def test_sampling_settings_are_keyword_only(model):
+    with pytest.raises(TypeError, match="positional"):
+        generate(model, prompt(), 4, 0.7)  # temperature must be named
+    with pytest.raises(TypeError, match="positional"):
+        stream(model, prompt(), 4, 0.7)
+
+
 def test_generation_fills_the_context_exactly(model):
     ids = prompt(seq=CONTEXT - 8)
     assert generate(model, ids, 8).shape == (1, CONTEXT)
