@@ -143,16 +143,23 @@ def test_decoder_layer():
 
 @torch.inference_mode()
 def test_moe_block():
-    from transformers import MixtralConfig
-    from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
+    from transformers import MixtralConfig, MixtralForCausalLM
 
     from tutorial_lib.moe import SparseMoeBlock
 
     torch.manual_seed(0)
     config = MixtralConfig(
-        hidden_size=HIDDEN, intermediate_size=32, num_local_experts=4, num_experts_per_tok=2
+        vocab_size=32,
+        hidden_size=HIDDEN,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=4,
+        num_experts_per_tok=2,
     )
-    block = MixtralSparseMoeBlock(config).eval()
+    # Built inside a model: transformers sets the block's kernel choices up there.
+    block = MixtralForCausalLM(config).model.layers[0].mlp.eval()
     with torch.no_grad():
         for p in block.parameters():
             p.normal_(0, 0.2)

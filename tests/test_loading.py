@@ -218,7 +218,9 @@ def test_unsupported_architecture_raises():
 def test_unsupported_rope_type_raises():
     # Gemma 4's "proportional" RoPE is in transformers but not in tutorial_lib.rope.
     proportional = dict(rope_type="proportional", rope_theta=10000.0, partial_rotary_factor=1.0)
-    llama = LlamaForCausalLM(LlamaConfig(**TINY, rope_parameters=proportional))
+    llama = LlamaForCausalLM(LlamaConfig(**TINY))
+    # Set after the model is made: transformers before ~5.6 cannot make one with it.
+    llama.config.rope_parameters = proportional
     with pytest.raises(ValueError, match=r"rope_type='proportional' is not supported"):
         Phi3ForCausalLM.from_hf(llama)
 
