@@ -1,9 +1,14 @@
-"""Shared test set-up: tests whose real assets cannot be downloaded are skipped, not errors.
+"""Shared test set-up: tests whose real assets cannot be downloaded are skipped, not errors,
+except in CI.
 
 Real weights and vocabularies come from the package index on first use (``tutorial_lib.
 assets``). On a machine that cannot reach it and has no cache, those tests are reported as
 skipped with the reason; a corrupt download (hash mismatch) or a failed conversion still fails.
+With ``CI=true`` (or 1, yes) in the environment, as CI services and ``.ci/run`` set it, such a
+test fails instead: a CI run without the assets must not pass with no real-weight coverage.
 """
+
+import os
 
 import pytest
 
@@ -14,12 +19,22 @@ pytest_plugins = ["pytester"]  # test_assets.py runs this file's hooks in a sepa
 SKIP_REASON = "needs an asset that could not be downloaded"
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def _skip_or_fail(error: AssetDownloadError) -> None:
+    if in_ci():
+        pytest.fail(f"{SKIP_REASON} (CI=true: fetch the assets first): {error}", pytrace=False)
+    pytest.skip(f"{SKIP_REASON}: {error}")
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item):
     try:  # fixtures that load a real model or vocabulary
         return (yield)
     except AssetDownloadError as error:
-        pytest.skip(f"{SKIP_REASON}: {error}")
+        _skip_or_fail(error)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -27,4 +42,4 @@ def pytest_runtest_call(item):
     try:  # the test itself
         return (yield)
     except AssetDownloadError as error:
-        pytest.skip(f"{SKIP_REASON}: {error}")
+        _skip_or_fail(error)

@@ -245,6 +245,32 @@ def test_generation_with_and_without_cache_agree(model):
     assert generate(model, ids, 16).tolist() == generate(model, ids, 16, use_cache=False).tolist()
 
 
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_token_ids_are_range_checked_once_per_generate(model, monkeypatch, use_cache):
+    # The range check reads min and max: on a GPU a host-device sync. Once for the prompt,
+    # not once per new token (the model samples its tokens from its own vocabulary).
+    from tutorial_lib import phi3
+
+    calls = []
+    real = phi3._check_id_range
+    monkeypatch.setattr(phi3, "_check_id_range", lambda *a: calls.append(1) or real(*a))
+    generate(model, prompt(batch=2), 6, use_cache=use_cache, eos_token_id=None)
+    assert len(calls) == 1
+    list(stream(model, prompt(), 4, use_cache=use_cache, eos_token_id=None))
+    assert len(calls) == 2
+    with pytest.raises(ValueError, match=r"input_ids must be in \[0, "):
+        generate(model, torch.tensor([[1, VOCAB]]), 2)  # still checked, once
+    model(torch.tensor([[1, 2]]))  # a plain forward pass checks as before
+    assert len(calls) == 4
+
+
+def test_sampling_settings_are_keyword_only(model):
+    with pytest.raises(TypeError, match="positional"):
+        generate(model, prompt(), 4, 0.7)  # temperature must be named
+    with pytest.raises(TypeError, match="positional"):
+        stream(model, prompt(), 4, 0.7)
+
+
 def test_generation_fills_the_context_exactly(model):
     ids = prompt(seq=CONTEXT - 8)
     assert generate(model, ids, 8).shape == (1, CONTEXT)

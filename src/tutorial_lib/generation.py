@@ -220,6 +220,7 @@ def stream(
     model: Phi3ForCausalLM,
     input_ids: torch.Tensor,
     max_new_tokens: int,
+    *,
     temperature: float = 0.0,
     top_k: int | None = None,
     top_p: float = 1.0,
@@ -246,11 +247,11 @@ def stream(
         model,
         input_ids,
         max_new_tokens,
-        use_cache,
-        attention_mask,
-        eos_ids,
-        sampling,
-        logits_processor,
+        use_cache=use_cache,
+        attention_mask=attention_mask,
+        eos_ids=eos_ids,
+        sampling=sampling,
+        logits_processor=logits_processor,
     )
 
 
@@ -285,6 +286,7 @@ def _generate_tokens(
     model: Phi3ForCausalLM,
     input_ids: torch.Tensor,
     max_new_tokens: int,
+    *,
     use_cache: bool,
     attention_mask: torch.Tensor | None,
     eos_ids: list[int],
@@ -312,7 +314,8 @@ def _generate_tokens(
             # longrope switches to its long factors once the sequence outgrows the pre-training
             # context: keys cached with the short ones are stale, so compute them all again.
             cache, new_input = KVCache(config, batch, total_length, device, model.dtype), ids
-        hidden = model.model(new_input, mask, past_key_values=cache)[0]  # (batch, seq, hidden)
+        # The prompt was checked once (_check_prompt); new tokens come from the vocabulary.
+        hidden = model.model(new_input, mask, past_key_values=cache, check_ids=False)[0]
         logits = model.lm_head(hidden[:, -1])  # only the last position predicts: (batch, vocab)
         if logits_processor is not None:
             logits = logits_processor(ids, logits)  # e.g. forbid tokens: (batch, vocab)
@@ -333,6 +336,7 @@ def generate(
     model: Phi3ForCausalLM,
     input_ids: torch.Tensor,
     max_new_tokens: int,
+    *,
     temperature: float = 0.0,
     top_k: int | None = None,
     top_p: float = 1.0,
@@ -367,14 +371,14 @@ def generate(
         model,
         input_ids,
         max_new_tokens,
-        temperature,
-        top_k,
-        top_p,
-        use_cache,
-        attention_mask,
-        eos_token_id,
-        generator,
-        logits_processor,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        use_cache=use_cache,
+        attention_mask=attention_mask,
+        eos_token_id=eos_token_id,
+        generator=generator,
+        logits_processor=logits_processor,
     )
     new_tokens = [token[:, None] for token in steps]
     return torch.cat([input_ids.to(model.device), *new_tokens], dim=-1)

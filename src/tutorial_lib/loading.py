@@ -387,6 +387,14 @@ def from_pretrained(
     return build_model(config, state_dict, device, dtype, model_class)
 
 
+def _device_type(device: str | torch.device) -> str:
+    """'cpu', 'cuda', ... for a device argument, without asking for that device."""
+    try:
+        return torch.device(device).type
+    except (RuntimeError, TypeError):
+        return get_device(device).type  # raises the clear ValueError for a bad argument
+
+
 def load(
     name: str | Path | None = None,
     device: str | torch.device | None = None,
@@ -399,15 +407,27 @@ def load(
     the offline ``DEFAULT_MODEL``. Takes the same arguments as ``from_pretrained``, plus
     ``quantize``: None (full precision), ``"int8"`` or ``"int4"`` for weight-only quantization
     on the CPU (see ``tutorial_lib.quantization``); a quantized model computes in bfloat16
-    unless ``dtype`` says otherwise. The tokenizer carries the model's chat template (see
+    unless ``dtype`` says otherwise. The quantized kernels are CPU kernels, so with
+    ``quantize`` the model loads onto the CPU even where a GPU is available (and
+    ``TUTORIAL_DEVICE`` is ignored); asking for another ``device`` raises ``ValueError``
+    before anything is loaded. The tokenizer carries the model's chat template (see
     ``generation.chat``).
     """
     if not (quantize is None or isinstance(quantize, str)) or quantize not in QUANTIZE_FORMATS:
         raise ValueError(
             f"quantize={quantize!r} is not supported; use one of {list(QUANTIZE_FORMATS)}"
         )
-    if quantize is not None and dtype is None:
-        dtype = torch.bfloat16  # the quantized kernels are fast with bfloat16 activations
+    if quantize is not None:
+        if device is None:
+            device = "cpu"  # the int8/int4 kernels run on the CPU only
+        elif _device_type(device) != "cpu":
+            raise ValueError(
+                f"quantize={quantize!r} runs on the CPU (its kernels are CPU kernels), but "
+                f"device={str(device)!r} was asked for; on a GPU load in bfloat16 instead "
+                f"(quantize=None), or pass device='cpu'"
+            )
+        if dtype is None:
+            dtype = torch.bfloat16  # the quantized kernels are fast with bfloat16 activations
     name = chosen_model(name)
     model_dir = resolve_model_dir(name)
     model = from_pretrained(model_dir, device=device, dtype=dtype)

@@ -29,6 +29,7 @@ from torch import nn
 
 from .moe import SparseMoeBlock
 from .rope import rope_inv_freq
+from .validation import check_int, check_optional_int, check_positive_float
 
 __all__ = [
     "CausalLMOutput",
@@ -93,6 +94,24 @@ class Phi3Config:
     norm_topk_prob: bool = True
 
     def __post_init__(self) -> None:
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "max_position_embeddings",
+            "num_experts_per_tok",
+        ):
+            check_int(name, getattr(self, name), minimum=1)
+        for name in ("num_key_value_heads", "head_dim", "num_local_experts"):
+            check_optional_int(name, getattr(self, name), minimum=1)
+        check_positive_float("rms_norm_eps", self.rms_norm_eps)
+        if self.num_local_experts is not None and self.num_experts_per_tok > self.num_local_experts:
+            raise ValueError(
+                f"num_experts_per_tok={self.num_experts_per_tok} must be at most "
+                f"num_local_experts={self.num_local_experts}"
+            )
         if self.num_key_value_heads is None:
             self.num_key_value_heads = self.num_attention_heads
         if self.head_dim is None:
@@ -494,8 +513,13 @@ class Phi3ModelOutput(NamedTuple):
     past_key_values: KVCache | None  # the updated cache, or None without one
 
 
-def check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
-    """Raise a clear error unless ``input_ids`` is a non-empty (batch, seq) tensor of token ids."""
+def check_input_ids(input_ids: torch.Tensor, vocab_size: int, *, check_values: bool = True) -> None:
+    """Raise a clear error unless ``input_ids`` is a non-empty (batch, seq) tensor of token ids.
+
+    ``check_values=False`` skips the range check (``min``/``max``), which on a GPU waits for
+    the device (a host-device sync): ``generate`` checks the prompt once and then feeds the
+    model only tokens it sampled from the vocabulary itself.
+    """
     if not isinstance(input_ids, torch.Tensor):
         raise TypeError(
             f"input_ids must be a torch.Tensor of token ids, got {type(input_ids).__name__}"
@@ -514,7 +538,12 @@ def check_input_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
         raise ValueError(
             f"input_ids is empty (shape {tuple(input_ids.shape)}); give at least one token"
         )
-    low, high = int(input_ids.min()), int(input_ids.max())
+    if check_values:
+        _check_id_range(input_ids, vocab_size)
+
+
+def _check_id_range(input_ids: torch.Tensor, vocab_size: int) -> None:
+    low, high = int(input_ids.min()), int(input_ids.max())  # a host-device sync on a GPU
     if low < 0 or high >= vocab_size:
         raise ValueError(
             f"input_ids must be in [0, {vocab_size}) (the vocabulary), "
@@ -542,9 +571,15 @@ class Phi3Model(nn.Module):
         position_ids: torch.Tensor | None = None,
         past_key_values: KVCache | None = None,
         use_cache: bool = False,
+        *,
+        check_ids: bool = True,
     ) -> Phi3ModelOutput:
-        """Run ``input_ids`` (batch, seq) through the decoder; see ``Phi3ForCausalLM.forward``."""
-        check_input_ids(input_ids, self.config.vocab_size)
+        """Run ``input_ids`` (batch, seq) through the decoder; see ``Phi3ForCausalLM.forward``.
+
+        ``check_ids=False`` skips the token ids' range check (a host-device sync on a GPU),
+        for callers that checked them already, as ``generate`` does once per call.
+        """
+        check_input_ids(input_ids, self.config.vocab_size, check_values=check_ids)
         batch, seq = input_ids.shape
         past_len = past_key_values.length if past_key_values is not None else 0
         if past_len + seq > self.config.context_length:

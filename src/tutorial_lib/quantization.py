@@ -12,6 +12,7 @@ more tokens per second. This module reads top to bottom:
 3. ``Int8Linear`` / ``Int4Linear``          - drop-in replacements for ``nn.Linear`` that
    keep only the quantized weights and multiply with PyTorch's fused CPU kernels, which
    dequantize on the fly while decoding (no full-precision matrix is kept in memory).
+   ``QuantizedSwiGLU`` / ``QuantizedMoeExperts`` - the same for a mixture of experts' MLPs.
 4. ``quantize_weights``                    - swap every linear layer of a model in place;
    ``simulate_quantization``               - round the weights the same way, keep float layers.
 5. ``weight_bytes`` / ``memory_bandwidth`` - the bytes a token reads and how fast they come:
@@ -35,12 +36,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .moe import MoeExperts, SharedExpert, SparseMoeBlock
 from .phi3 import Phi3ForCausalLM
 
 __all__ = [
     "Int4Linear",
     "Int8Linear",
     "QUANTIZE_BITS",
+    "QuantizedMoeExperts",
+    "QuantizedSwiGLU",
     "dequantize_int4",
     "dequantize_int8",
     "memory_bandwidth",
@@ -272,9 +276,81 @@ class Int4Linear(nn.Module):
         )
 
 
+class QuantizedSwiGLU(nn.Module):
+    """One expert's SwiGLU MLP, ``down(silu(gate(x)) * up(x))``, with quantized matrices.
+
+    What ``moe.expert_mlp`` computes with one expert's float weights, through two quantized
+    linear layers (``Int8Linear`` or ``Int4Linear``) instead.
+    """
+
+    def __init__(self, gate_up_proj: nn.Module, down_proj: nn.Module) -> None:
+        super().__init__()
+        self.gate_up_proj = gate_up_proj  # (2 * intermediate, hidden), gate rows first
+        self.down_proj = down_proj  # (hidden, intermediate)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(hidden_states).chunk(2, dim=-1)  # (tokens, intermediate)
+        return self.down_proj(F.silu(gate) * up)  # (tokens, hidden)
+
+
+class QuantizedMoeExperts(nn.Module):
+    """``moe.MoeExperts`` with each expert's two matrices quantized (one ``QuantizedSwiGLU``
+    per expert). Routes tokens exactly as ``MoeExperts.forward`` does.
+    """
+
+    def __init__(self, experts: list[QuantizedSwiGLU]) -> None:
+        super().__init__()
+        self.num_experts = len(experts)
+        self.experts = nn.ModuleList(experts)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        top_k_index: torch.Tensor,
+        top_k_weights: torch.Tensor,
+    ) -> torch.Tensor:
+        output = torch.zeros_like(hidden_states)  # (tokens, hidden)
+        for expert, mlp in enumerate(self.experts):
+            token_idx, slot = torch.where(top_k_index == expert)  # (n,) each
+            if token_idx.numel() == 0:
+                continue
+            weighted = mlp(hidden_states[token_idx]) * top_k_weights[token_idx, slot, None]
+            output.index_add_(0, token_idx, weighted.to(output.dtype))
+        return output
+
+
 # --------------------------------------------------------------------------------------
 # 4. Quantizing a whole model
 # --------------------------------------------------------------------------------------
+def _as_linear(weight: torch.Tensor) -> nn.Linear:
+    """A bias-free ``nn.Linear`` around a (out, in) weight (no copy)."""
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
+    linear.weight = nn.Parameter(weight.detach(), requires_grad=False)
+    return linear
+
+
+def _quantize_moe_block(block: SparseMoeBlock, quantized) -> None:
+    """Quantize a mixture of experts in place: every routed expert and the shared expert.
+
+    The router (``gate``) and the shared expert's gate stay in full precision: they are
+    tiny, and the router's scores decide which experts run at all."""
+    experts: MoeExperts = block.experts
+    block.experts = QuantizedMoeExperts(
+        [
+            QuantizedSwiGLU(
+                quantized(_as_linear(experts.gate_up_proj[e])),
+                quantized(_as_linear(experts.down_proj[e])),
+            )
+            for e in range(experts.num_experts)
+        ]
+    )
+    shared: SharedExpert | None = block.shared_expert
+    if shared is not None:
+        block.shared_expert = QuantizedSwiGLU(
+            quantized(shared.gate_up_proj), quantized(shared.down_proj)
+        )
+
+
 def _check_quantize_arguments(
     model: Phi3ForCausalLM, bits: int, group_size: int | None, lm_head_bits: int | None
 ) -> None:
@@ -311,7 +387,9 @@ def quantize_weights(
     """Replace the model's linear layers, in place, by weight-only quantized ones.
 
     Quantizes ``qkv_proj``, ``o_proj``, ``gate_up_proj`` and ``down_proj`` of every layer to
-    ``bits``, and the LM head to ``lm_head_bits``. The LM head is the most sensitive matrix
+    ``bits`` (in a mixture-of-experts layer: both matrices of every expert and of the shared
+    expert, which hold most of an MoE's bytes; the router stays in full precision), and the
+    LM head to ``lm_head_bits``. The LM head is the most sensitive matrix
     (its errors go straight into the logits), so by default it gets 8 bits even in an int4
     model, as llama.cpp keeps its output matrix at higher precision. When the LM head is tied
     to the token embedding (as in SmolLM2), it gets its own quantized copy and the embedding
@@ -346,7 +424,11 @@ def quantize_weights(
         for layer in model.model.layers:
             attn, mlp = layer.self_attn, layer.mlp
             attn.qkv_proj, attn.o_proj = quantized(attn.qkv_proj), quantized(attn.o_proj)
-            mlp.gate_up_proj, mlp.down_proj = quantized(mlp.gate_up_proj), quantized(mlp.down_proj)
+            if isinstance(mlp, SparseMoeBlock):
+                _quantize_moe_block(mlp, quantized)
+            else:
+                mlp.gate_up_proj = quantized(mlp.gate_up_proj)
+                mlp.down_proj = quantized(mlp.down_proj)
         if lm_head_bits is not None:
             # A new module: a tied embedding keeps its own full-precision matrix.
             model.lm_head = quantized(model.lm_head, lm_head_bits)
@@ -376,13 +458,18 @@ def simulate_quantization(
     group_size = DEFAULT_INT4_GROUP_SIZE if group_size is None else group_size
     with torch.no_grad():
         for layer in model.model.layers:
-            for linear in (
-                layer.self_attn.qkv_proj,
-                layer.self_attn.o_proj,
-                layer.mlp.gate_up_proj,
-                layer.mlp.down_proj,
-            ):
-                linear.weight.copy_(_round_trip(linear.weight, bits, group_size))
+            mlp = layer.mlp
+            weights = [layer.self_attn.qkv_proj.weight, layer.self_attn.o_proj.weight]
+            if isinstance(mlp, SparseMoeBlock):
+                for e in range(mlp.experts.num_experts):  # one matrix per expert
+                    weights += [mlp.experts.gate_up_proj[e], mlp.experts.down_proj[e]]
+                if mlp.shared_expert is not None:
+                    shared = mlp.shared_expert
+                    weights += [shared.gate_up_proj.weight, shared.down_proj.weight]
+            else:
+                weights += [mlp.gate_up_proj.weight, mlp.down_proj.weight]
+            for weight in weights:
+                weight.copy_(_round_trip(weight, bits, group_size))
         if lm_head_bits is not None:
             # A new matrix: a tied embedding keeps its own full-precision one.
             rounded = _round_trip(model.lm_head.weight, lm_head_bits, group_size)
