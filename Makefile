@@ -21,6 +21,7 @@ install:
 	@echo "== 3/4 tutorial_lib, the notebook, test and book tools (pip install -e .[dev])"
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m pip list 2>/dev/null | grep -iE '^(torch|transformers|tokenizers|altair|jupyter-book|nbval) '
+	npm ci --no-audit --no-fund  # wllama (package-lock.json): the book's in-browser model
 	@echo "== 4/4 The offline assets: weights, tokenizers, vectors (about 860 MB, once)"
 	$(PY) -m tutorial_lib fetch --all
 	$(PY) -m tutorial_lib list
