@@ -677,15 +677,17 @@
       const started = performance.now();
       opts.onToken = (token) => {
         count += 1;
+        const step = count;
         const pChosen = (token.top.find((t) => t.id === token.id) || { p: NaN }).p;
         const span = el("span", { class: "tllm-token", tabindex: "0", text: token.text });
         span.title = describe(token.top, token.id);
-        span.addEventListener("mouseenter", () => (detail.textContent = `step ${count}: ` + "\n" + span.title));
-        span.addEventListener("focus", () => (detail.textContent = span.title));
+        const show = () => (detail.textContent = `step ${step}, the model's top 5:\n${span.title}`);
+        span.addEventListener("mouseenter", show);
+        span.addEventListener("focus", show);
         output.appendChild(span);
         table.appendChild(
           el("tr", {}, [
-            el("td", { text: String(count) }),
+            el("td", { text: String(step) }),
             el("td", { text: showWhitespace(token.text) }),
             el("td", { text: Number.isNaN(pChosen) ? "< top 5" : pChosen.toFixed(3) }),
             el("td", { text: token.top.map((t) => `${showWhitespace(t.text)} ${t.p.toFixed(2)}`).join(", ") }),
