@@ -18,8 +18,9 @@
  *
  * The top-5 probabilities are the model's own (temperature 1, no filters), before the
  * sampling settings; {postSampling: true} gives them after the settings instead.
- * Nothing is downloaded until ready() is called (the Load button). Pages opened from
- * file:// cannot fetch the model: ready({file}) takes the .gguf picked from disk instead.
+ * Nothing is downloaded until ready() is called (the Load button). ready({file}) loads a
+ * .gguf File instead of downloading. Pages opened from file:// cannot fetch the model, and
+ * in Chromium cannot start wllama's worker either: serve the book (make serve).
  */
 (function () {
   "use strict";
@@ -113,7 +114,7 @@
       throw new LLMError(
         "This page was opened from a file (file://), and browsers do not let such a page " +
           "read the model. Serve the book (make serve, then open http://127.0.0.1:8000), or " +
-          "pick the .gguf file below.",
+          "open the book from a local web server any other way.",
         "file-protocol",
       );
     }
@@ -445,6 +446,7 @@
       return state.busy;
     },
     info: summary,
+    isEnd: (id) => !!(state.info && state.info.list_tokens_eog.includes(id)),
     config: CONFIG,
   };
 
@@ -516,7 +518,9 @@
       }),
       picker,
     ]);
-    pickRow.hidden = location.protocol !== "file:";
+    // In Chromium a file:// page cannot start wllama's worker even with a picked file, so
+    // the picker (ready({file}) works on served pages) is not offered there yet.
+    pickRow.hidden = true;
     const message = el("div", { class: "tllm-message", role: "alert" });
 
     // Inputs
@@ -644,7 +648,7 @@
         loadButton.disabled = false;
         status.textContent = "";
         setMessage(e.message || String(e));
-        if (e.kind === "file-protocol") pickRow.hidden = false;
+
       }
     }
     loadButton.addEventListener("click", () => load());
@@ -679,7 +683,8 @@
         count += 1;
         const step = count;
         const pChosen = (token.top.find((t) => t.id === token.id) || { p: NaN }).p;
-        const span = el("span", { class: "tllm-token", tabindex: "0", text: token.text });
+        const end = window.tutorialLLM.isEnd(token.id);
+        const span = el("span", { class: end ? "tllm-token tllm-end" : "tllm-token", tabindex: "0", text: token.text });
         span.title = describe(token.top, token.id);
         const show = () => (detail.textContent = `step ${step}, the model's top 5:\n${span.title}`);
         span.addEventListener("mouseenter", show);

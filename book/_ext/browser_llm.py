@@ -57,11 +57,12 @@ def _wllama_version() -> str | None:
     return json.loads(package.read_text())["version"]
 
 
-def add_config(app) -> None:
-    """Tell the page where the runtime and the model are, and how big the model is."""
-    if getattr(app, "_tutorial_llm_config", False):  # the event can come twice
-        return
-    app._tutorial_llm_config = True
+def add_config(app, config) -> None:
+    """Tell the page where the runtime and the model are, and how big the model is.
+
+    At ``config-inited``, before the builder exists: ``add_js_file`` at ``builder-inited``
+    registers the script with both the registry and the builder, and pages got it twice.
+    """
     gguf = _gguf_source()
     config = {
         "model": f"models/{GGUF}",
@@ -108,6 +109,6 @@ def copy_runtime(app, exception) -> None:
 
 
 def setup(app):
-    app.connect("builder-inited", add_config)
+    app.connect("config-inited", add_config)
     app.connect("build-finished", copy_runtime)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
