@@ -220,3 +220,17 @@ def test_date_attention_shortens_long_sources_in_the_dropdown():
     ]
     label = show(date_attention(rows), "dates").spec["params"][0]["bind"]["labels"][0]
     assert len(label) == 48 and long.startswith(label[:-1]) and label.endswith("…")
+
+
+def test_the_text_of_a_control_says_what_it_is_and_names_its_inputs():
+    rows = [
+        {"query": q, "rank": r, "word": f"{q}{r}", "similarity": 0.5}
+        for q in ["king", "queen"]
+        for r in (1, 2)
+    ]
+    text = repr(show(word_neighbours(rows), "glove-neighbours"))
+    assert text.startswith("Interactive chart 'glove-neighbours': the GloVe words nearest")
+    assert "Inputs: word or analogy." in text and "0x" not in text
+    assert max(len(line) for line in text.splitlines()) <= 88  # fits the book's column
+    # A chart without a description still says what it is and which inputs it has.
+    assert repr(show(_chart(), "demo")).startswith("Interactive chart 'demo': a chart. Inputs: t.")

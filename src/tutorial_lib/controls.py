@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 
 import altair as alt
 import torch
@@ -38,14 +39,43 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
 class ControlHTML:
-    """The HTML of one control: a ``<div>`` and the script that draws the chart into it."""
+    """The HTML of one control: a ``<div>`` and the script that draws the chart into it.
 
-    def __init__(self, html: str, spec: dict) -> None:
+    Where HTML does not run (GitHub's notebook view, a PDF, a terminal), the cell shows the
+    plain text of ``repr``: what the control shows and which inputs it has.
+    """
+
+    def __init__(self, html: str, spec: dict, name: str = "control") -> None:
         self.html = html
         self.spec = spec  # the Vega-Lite specification, for tests and for reuse
+        self.name = name
 
     def _repr_html_(self) -> str:
         return self.html
+
+    def __repr__(self) -> str:
+        inputs = ", ".join(_input_names(self.spec)) or "none"
+        text = (
+            f"Interactive chart {self.name!r}: {self.spec.get('description', 'a chart.')} "
+            f"Inputs: {inputs}. It runs in the browser (the built book, Jupyter, Colab); "
+            "a viewer that does not run HTML (GitHub, a PDF) shows this text instead."
+        )
+        return textwrap.fill(text, 88)
+
+
+def _input_names(spec: object) -> list[str]:
+    """The names of the inputs (bound parameters) anywhere in a Vega-Lite specification."""
+    names: list[str] = []
+    if isinstance(spec, dict):
+        bind = spec.get("bind")
+        if isinstance(bind, dict) and "name" in spec:
+            names.append(str(bind.get("name", spec["name"])).strip())
+        for value in spec.values():
+            names += _input_names(value)
+    elif isinstance(spec, list):
+        for value in spec:
+            names += _input_names(value)
+    return list(dict.fromkeys(names))  # each once, in order
 
 
 def show(chart: alt.TopLevelMixin, name: str) -> ControlHTML:
@@ -79,7 +109,7 @@ def show(chart: alt.TopLevelMixin, name: str) -> ControlHTML:
     if flex not in html:
         raise RuntimeError("Altair's HTML template changed: cannot place the inputs below")
     html = html.replace(flex, f"{flex}\n    flex-direction: column;", 1)
-    return ControlHTML(html, spec)
+    return ControlHTML(html, spec, name)
 
 
 # ======================================================================================
@@ -242,6 +272,10 @@ def sampling_explorer(
         .transform_calculate(h="datum.q > 0 ? -datum.kept * datum.q * log(datum.q) : 0")
         .transform_joinaggregate(H="sum(h)", n_kept="sum(kept)")
         .add_params(prompt, temp, k, p)
+        .properties(
+            description="the model's next-token probabilities for a few prompts after "
+            "temperature, top-k and top-p, with the entropy of what is left."
+        )
     )
 
 
@@ -413,7 +447,14 @@ def rotary_explorer(
             "the score for every m - n (line, from Python) and at the sliders' m, n (dot)"
         ),
     )
-    return alt.vconcat(readout, panels, scores_chart).add_params(m_param, n_param)
+    return (
+        alt.vconcat(readout, panels, scores_chart)
+        .add_params(m_param, n_param)
+        .properties(
+            description="a query and a key rotated by their positions m and n, pair by pair, "
+            "and their attention score, which depends only on m - n."
+        )
+    )
 
 
 # --- Chapter 12: expert router ---------------------------------------------------------
@@ -496,7 +537,14 @@ def expert_router(
         height=140,
         title=_subtitle("load: how many tokens each expert receives in this layer"),
     )
-    return alt.vconcat(per_token, load_chart).add_params(layer_param)
+    return (
+        alt.vconcat(per_token, load_chart)
+        .add_params(layer_param)
+        .properties(
+            description="the experts each token of a text is routed to, with their gate "
+            "weights, and how many tokens each expert receives, layer by layer."
+        )
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -650,7 +698,9 @@ def attention_heads(
         *_matrix_cells("datum.n", "tokens", "tokens"),
     ]
     return chart.add_params(text_param, layer_param, head_param).properties(
-        title=alt.Title(alt.ExprRef("'layer ' + layer + ', head ' + head"), fontSize=14)
+        title=alt.Title(alt.ExprRef("'layer ' + layer + ', head ' + head"), fontSize=14),
+        description="one attention head's weights (query rows, key columns) for a text, "
+        "picked by layer and head.",
     )
 
 
@@ -694,6 +744,7 @@ def word_neighbours(rows: list[dict], *, query: str | None = None) -> alt.LayerC
         width=460,
         height=260,
         title=alt.Title(alt.ExprRef("'GloVe: the words nearest to ' + query"), fontSize=14),
+        description="the GloVe words nearest to a word or an analogy, by cosine similarity.",
     )
 
 
@@ -735,4 +786,12 @@ def date_attention(rows: list[dict], *, source: str | None = None) -> alt.VConca
         *_matrix_cells("datum.n", "output_tokens", "source_tokens"),
     ]
     heat.data = alt.Data(values=rows)
-    return alt.vconcat(output, heat).add_params(source_param).configure_view(stroke=None)
+    return (
+        alt.vconcat(output, heat)
+        .add_params(source_param)
+        .configure_view(stroke=None)
+        .properties(
+            description="the date translator's output for a text and its attention over the "
+            "source tokens while writing each character."
+        )
+    )
