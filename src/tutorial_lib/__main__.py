@@ -22,11 +22,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "list":
         print(f"cache: {assets.cache_dir()}")
-        print(f"{'name':<24}{'cached':<8}{'size':>10}  source")
+        print(f"{'name':<28}{'cached':<8}{'size':>10}  source")
         for row in assets.list_assets():
             size = f"{row['size_mb']} MB" if row["size_mb"] is not None else "-"
             print(
-                f"{row['name']:<24}{'yes' if row['cached'] else 'no':<8}{size:>10}  {row['source']}"
+                f"{row['name']:<28}{'yes' if row['cached'] else 'no':<8}{size:>10}  {row['source']}"
             )
         return 0
 
