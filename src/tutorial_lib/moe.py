@@ -292,6 +292,10 @@ def load_balancing_loss(router_logits: Sequence[torch.Tensor], top_k: int) -> to
     smallest, ``top_k``, when both are uniform, and grows when the router favours a few
     experts. Training adds it, times a small coefficient, to the language-modelling loss.
 
+    The layers are pooled, as transformers' ``load_balancing_loss_func`` pools them: two
+    layers that each send everything to a different expert look balanced together. To keep
+    every layer balanced, call it once per layer (``[logits]``) and average (chapter 12).
+
     Args:
         router_logits: one (tokens, num_experts) tensor per MoE layer.
         top_k: how many experts each token goes to.
