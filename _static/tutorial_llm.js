@@ -19,8 +19,8 @@
  * The top-5 probabilities are the model's own (temperature 1, no filters), before the
  * sampling settings; {postSampling: true} gives them after the settings instead.
  * Nothing is downloaded until ready() is called (the Load button). ready({file}) loads a
- * .gguf File instead of downloading. Pages opened from file:// cannot fetch the model, and
- * in Chromium cannot start wllama's worker either: serve the book (make serve).
+ * .gguf File instead of downloading: pages opened from file:// cannot fetch the model, so
+ * there the control offers a file picker (or serve the book: make serve).
  */
 (function () {
   "use strict";
@@ -54,35 +54,57 @@
   // ----------------------------------------------------------------------------------
   // Loading
 
-  // A minimal module using a v128 instruction: WebAssembly.validate says whether SIMD works.
+  // Minimal modules (wllama's own probes): WebAssembly.validate says whether the browser has
+  // SIMD (a v128 instruction) and exception handling (try/catch), both of which the
+  // llama.cpp build needs.
   const SIMD_PROBE = new Uint8Array([
     0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0, 65, 0,
     253, 15, 253, 98, 11,
   ]);
+  const EXCEPTIONS_PROBE = new Uint8Array([
+    0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 10, 8, 1, 6, 0, 6, 64, 25, 11,
+    11,
+  ]);
+  const USE_A_CURRENT_BROWSER =
+    "use a current Chrome, Edge (133 or later) or Firefox (134 or later). Safari lacks " +
+    "64-bit WebAssembly memory, for which wllama has a separate, slower compatibility " +
+    "build that this book does not include.";
 
-  function checkBrowser() {
-    if (typeof WebAssembly !== "object") {
-      throw new LLMError("This browser has no WebAssembly, which the model needs.", "unsupported");
+  /** Why this browser cannot run the model (a sentence), or null if it can. */
+  function browserProblem() {
+    if (typeof WebAssembly !== "object" || typeof WebAssembly.validate !== "function") {
+      return "This browser has no WebAssembly, which the model needs: " + USE_A_CURRENT_BROWSER;
     }
     if (!WebAssembly.validate(SIMD_PROBE)) {
-      throw new LLMError(
-        "This browser lacks WebAssembly SIMD, which llama.cpp needs: use a current " +
-          "Chrome, Edge or Firefox.",
-        "unsupported",
+      return (
+        "This browser lacks WebAssembly SIMD, which llama.cpp's WebAssembly build needs: " +
+        USE_A_CURRENT_BROWSER
+      );
+    }
+    if (!WebAssembly.validate(EXCEPTIONS_PROBE)) {
+      return (
+        "This browser lacks WebAssembly exception handling, which llama.cpp's WebAssembly " +
+        "build needs: " + USE_A_CURRENT_BROWSER
       );
     }
     try {
-      new WebAssembly.Memory({ initial: 1n, maximum: 2n, address: "i64" });
+      // The kind of memory wllama's build allocates: 64-bit addresses, shared.
+      new WebAssembly.Memory({ initial: 1n, maximum: 1n, address: "i64", shared: true });
     } catch (e) {
-      throw new LLMError(
+      return (
         "This browser lacks 64-bit WebAssembly memory (Memory64), which this build of " +
-          "llama.cpp needs: use Chrome or Edge 133+ or Firefox 134+ (Safari does not have it yet).",
-        "unsupported",
+        "llama.cpp needs: " + USE_A_CURRENT_BROWSER
       );
     }
     if (typeof DecompressionStream !== "function") {
-      throw new LLMError("This browser lacks DecompressionStream: please update it.", "unsupported");
+      return "This browser lacks DecompressionStream, which the page needs: " + USE_A_CURRENT_BROWSER;
     }
+    return null;
+  }
+
+  function checkBrowser() {
+    const problem = browserProblem();
+    if (problem) throw new LLMError(problem, "unsupported");
   }
 
   function loadScript(src, what) {
@@ -102,19 +124,54 @@
     });
   }
 
+  const FILE_PAGE = location.protocol === "file:";
+
+  /** Where wllama's worker finds the WebAssembly binary (inflated from wllama-wasm.js). */
   async function wasmUrl() {
     const bytes = Uint8Array.from(atob(window.TutorialWllamaWasm), (c) => c.charCodeAt(0));
     const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("gzip"));
-    const wasm = await new Response(stream).arrayBuffer();
-    return URL.createObjectURL(new Blob([wasm], { type: "application/wasm" }));
+    const wasm = new Blob([await new Response(stream).arrayBuffer()], { type: "application/wasm" });
+    if (!FILE_PAGE) return URL.createObjectURL(wasm);
+    // A file:// page and its worker have distinct opaque origins, and the worker may not
+    // fetch the page's blob: URL ("URL scheme "blob" is not supported"): a data: URL it can.
+    return await new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(reader.result);
+      reader.onerror = () => reject(reader.error);
+      reader.readAsDataURL(wasm);
+    });
+  }
+
+  /** Run fn() with wllama's worker started as a classic script on file:// pages.
+   *
+   * wllama starts its worker with new Worker(blobUrl, {type: "module"}); Chromium refuses
+   * a module worker on a file:// page ("Refused to cross-origin redirects of the top-level
+   * worker script"). wllama's worker code is a plain script (no import or export), so
+   * there it starts as a classic worker, which file:// pages may start from a blob: URL.
+   * Only during loadModel (when wllama creates its worker) and only on file:// pages. */
+  async function withClassicWorker(fn) {
+    if (!FILE_PAGE) return await fn();
+    const Native = window.Worker;
+    window.Worker = class extends Native {
+      constructor(url, options) {
+        const classic = Object.assign({}, options);
+        if (String(url).startsWith("blob:") && classic.type === "module") delete classic.type;
+        super(url, classic);
+      }
+    };
+    try {
+      return await fn();
+    } finally {
+      window.Worker = Native;
+    }
   }
 
   async function fetchModel(onProgress) {
-    if (location.protocol === "file:") {
+    if (FILE_PAGE) {
       throw new LLMError(
         "This page was opened from a file (file://), and browsers do not let such a page " +
-          "read the model. Serve the book (make serve, then open http://127.0.0.1:8000), or " +
-          "open the book from a local web server any other way.",
+          "download the model: pick the model file (.gguf) below, or serve the book (make " +
+          "serve, then open http://127.0.0.1:8000).",
         "file-protocol",
       );
     }
@@ -165,8 +222,12 @@
         { default: await wasmUrl() },
         { suppressNativeLog: true, logger: quiet },
       );
+      // Never wllama's compatibility build from its CDN (its default for a browser without
+      // JSPI or Memory64): nothing leaves the book's origin. Without JSPI (Firefox, older
+      // Chrome) wllama runs this build and copies the model into WebAssembly memory.
+      w.setCompat(null);
       try {
-        await w.loadModel([blob], {
+        await withClassicWorker(() => w.loadModel([blob], {
           n_threads: options.threads || 1,
           n_gpu_layers: 0, // the CPU kernels, the same on every machine
           n_ctx: N_CTX,
@@ -175,7 +236,7 @@
           // fp32 engine, and only 47 MB for 2,048 tokens of this small model.
           cache_type_k: "f32",
           cache_type_v: "f32",
-        });
+        }));
       } catch (e) {
         throw new LLMError(`The model could not be loaded: ${e.message || e}`, "runtime");
       }
@@ -489,6 +550,12 @@
     return el("input", { type: "number", name, value: String(value), min: String(min), max: String(max), step: String(step) });
   }
 
+  /** The built book's copy of the model, as a path on this computer (file:// pages). */
+  function localModelPath() {
+    const url = new URL(CONFIG.model || "models/SmolLM2-135M-Instruct.Q4_1.gguf", STATIC);
+    return decodeURIComponent(url.pathname).replace(/^\/([A-Za-z]:\/)/, "$1");
+  }
+
   function mb(bytes) {
     return `${(bytes / 1e6).toFixed(1)} MB`;
   }
@@ -511,16 +578,14 @@
     const pickRow = el("div", { class: "tllm-pick" }, [
       el("span", {
         text:
-          "This page is a local file (file://), so it cannot download the model. Serve the " +
-          "book (make serve, then open http://127.0.0.1:8000), or pick the model file: " +
-          "_build/html/_static/models/SmolLM2-135M-Instruct.Q4_1.gguf, or the copy in the " +
-          "asset cache (python -m tutorial_lib list prints where): ",
+          "This page is a local file (file://), so it cannot download the model: serve the " +
+          "book (make serve, then open http://127.0.0.1:8000), or pick the model file here. " +
+          `The book's copy is ${localModelPath()}; another is in the asset cache (the folder ` +
+          "that python -m tutorial_lib list prints), under smollm2-135m-instruct-gguf/. ",
       }),
       picker,
     ]);
-    // In Chromium a file:// page cannot start wllama's worker even with a picked file, so
-    // the picker (ready({file}) works on served pages) is not offered there yet.
-    pickRow.hidden = true;
+    pickRow.hidden = !FILE_PAGE; // served pages download the model (the Load button)
     const message = el("div", { class: "tllm-message", role: "alert" });
 
     // Inputs
@@ -643,15 +708,21 @@
         progress.value = 1;
         status.textContent = `loaded ${mb(info.modelBytes)} in ${(info.loadMs / 1000).toFixed(1)} s (llama.cpp ${CONFIG.wllama ? "via wllama " + CONFIG.wllama : ""}, ${info.threads} thread)`;
         loadButton.textContent = "Model loaded";
+        picker.disabled = true;
         showRendered();
       } catch (e) {
         loadButton.disabled = false;
         status.textContent = "";
         setMessage(e.message || String(e));
-
       }
     }
     loadButton.addEventListener("click", () => load());
+    const problem = browserProblem(); // said at once, not after a 98 MB download
+    if (problem) {
+      setMessage(problem);
+      loadButton.disabled = true;
+      picker.disabled = true;
+    }
     picker.addEventListener("change", () => {
       if (picker.files && picker.files[0]) load(picker.files[0]);
     });

@@ -12,9 +12,11 @@ differ slightly and greedy paths may part where two tokens are nearly tied:
   logit margin exceeds 0.5, probabilities within 0.05;
 - greedy continuations token-identical up to 32 tokens or the first near-tie (margin < 0.5);
 - seeded sampling reproducible; the top-5 entropy after temperature rises from 0.2 to 1.5;
+  min-p 1 leaves only the top token (temperature 1.5 then gives the greedy text);
 - JSON mode: 10 seeded replies parse and validate against their schema (jsonschema);
 - bad input gets a clear message; Stop interrupts; a second generate while one runs is
-  refused; a ``file://`` page says so and loads the model from a picked file;
+  refused; a ``file://`` page says so and loads the model from a picked file; a browser
+  without WebAssembly SIMD is told so before anything downloads;
 - no request leaves the page's origin.
 
 Slow (a few minutes on one core: the model runs at ~10 tokens/s in wasm), so it runs only
@@ -313,6 +315,21 @@ def test_temperature_flattens_the_distribution(ch06, report):
     assert entropy[1.5] > entropy[0.2] + 0.1, entropy
 
 
+def test_min_p_one_keeps_only_the_top_token(ch06, report):
+    """min-p keeps the tokens whose probability is at least min_p times the top one's: at
+    min-p 1 only the top token is left, so even temperature 1.5 gives the greedy text."""
+    story = "Once upon a time, there was a"
+    greedy = ch06.generate(story, maxTokens=12, temperature=0)["text"]
+    hot = dict(maxTokens=12, temperature=1.5, topK=0, topP=1)
+    sampled = [ch06.generate(story, **hot, seed=s)["text"] for s in range(3)]
+    kept = [ch06.generate(story, **hot, minP=1, seed=s)["text"] for s in range(3)]
+    report["min_p"] = {"greedy": greedy, "t1.5": sampled, "t1.5_min_p_1": kept}
+    assert any(t != greedy for t in sampled), sampled  # without min-p, 1.5 wanders off
+    assert kept == [greedy] * 3, (kept, greedy)
+    e = ch06.error(story, minP=1.5)
+    assert e["kind"] == "input" and "Min-p" in e["message"]
+
+
 def test_bad_input_gets_a_clear_message(ch06):
     assert ch06.error("   ")["kind"] == "input"
     assert "empty" in ch06.error("")["message"]
@@ -365,6 +382,13 @@ def test_decode_control_streams_tokens(ch06, report):
     assert "".join(tokens).startswith(" Paris")
     assert "Paris" in page.locator(".tllm-token").first.get_attribute("title")
     assert "tokens/s" in page.inner_text(".tllm-speed")
+    # the min-p box: at 1 only the top token survives, whatever the temperature
+    page.fill("input[name=temperature]", "1.5")
+    page.fill("input[name=minP]", "1")
+    page.click(".tllm-generate")
+    page.wait_for_function("document.querySelector('.tllm-generate').disabled === false")
+    assert page.locator(".tllm-token").all_inner_texts() == tokens
+    page.fill("input[name=minP]", "0")
     # bad input shows in the page
     page.fill("input[name=maxTokens]", "0")
     page.click(".tllm-generate")
@@ -430,17 +454,64 @@ def test_json_mode_ten_seeded_replies_validate(ch13, report):
     report["json_replies"] = [json.dumps(v) for v in values]
 
 
-def test_file_page_says_to_serve_the_book(browser, report):
+def test_file_page_offers_the_picker_and_generates_from_a_picked_file(browser, report):
+    """A page opened from file:// cannot download the model: it says so, shows the path of
+    the book's copy, and runs the model from the picked .gguf (wllama's worker started as a
+    classic script, the WebAssembly binary handed over as a data: URL)."""
     page = browser.new_page()
     requests: list[str] = []
+    errors: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
+    page.on("pageerror", lambda e: errors.append(str(e)))
     page.route("http*://**", lambda route: route.abort())
     page.goto((HTML / CH06).as_uri())
     page.wait_for_selector(".tllm-load")
+    assert page.is_visible(".tllm-file")
+    hint = page.inner_text(".tllm-pick")
+    assert str(GGUF) in hint and "make serve" in hint and "tutorial_lib list" in hint, hint
     page.click(".tllm-load")
     page.wait_for_function("document.querySelector('.tllm-message').textContent !== ''")
     message = page.inner_text(".tllm-message")
-    assert "file://" in message and "make serve" in message
-    assert not [u for u in requests if u.startswith("http")]
+    assert "file://" in message and "make serve" in message and "pick" in message
     report["file_protocol"] = message
+    t0 = time.perf_counter()
+    page.set_input_files(".tllm-file", str(GGUF))
+    page.wait_for_function("window.tutorialLLM.loaded", timeout=120_000)
+    report["file_protocol_load_s_wall"] = round(time.perf_counter() - t0, 2)
+    assert "loaded 98.4 MB" in page.inner_text(".tllm-status")
+    r = page.evaluate(
+        "window.tutorialLLM.generate('The capital of France is', {maxTokens: 4, temperature: 0})"
+    )
+    assert r["text"].startswith(" Paris"), r["text"]
+    assert not [u for u in requests if u.startswith("http")]
+    assert not errors, errors
+    page.close()
+
+
+# Reports a 16-byte module with a v128 instruction (the SIMD probe) as invalid, as a browser
+# without WebAssembly SIMD does; every other module is validated as usual.
+NO_SIMD = """{
+  const validate = WebAssembly.validate;
+  WebAssembly.validate = (bytes) => {
+    const b = new Uint8Array(bytes);
+    return b.length < 40 && b.includes(253) ? false : validate(bytes);
+  };
+}"""
+
+
+def test_browser_without_simd_is_told_at_once(browser, server):
+    page = browser.new_page()
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.add_init_script(NO_SIMD)
+    page.goto(server + CH06)
+    page.wait_for_selector(".tllm-load")
+    message = page.inner_text(".tllm-message")
+    assert "lacks WebAssembly SIMD" in message and "Chrome" in message, message
+    assert page.is_disabled(".tllm-load")
+    error = page.evaluate(
+        "window.tutorialLLM.ready().then(() => null, (e) => ({kind: e.kind, message: e.message}))"
+    )
+    assert error == {"kind": "unsupported", "message": message}
+    assert not [u for u in requests if "/models/" in u or "wllama" in u]
     page.close()
