@@ -65,10 +65,7 @@
     0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 10, 8, 1, 6, 0, 6, 64, 25, 11,
     11,
   ]);
-  const USE_A_CURRENT_BROWSER =
-    "use a current Chrome, Edge (133 or later) or Firefox (134 or later). Safari lacks " +
-    "64-bit WebAssembly memory, for which wllama has a separate, slower compatibility " +
-    "build that this book does not include.";
+  const USE_A_CURRENT_BROWSER = "use a current Chrome, Edge (133 or later) or Firefox (134 or later).";
 
   /** Why this browser cannot run the model (a sentence), or null if it can. */
   function browserProblem() {
@@ -93,7 +90,19 @@
     } catch (e) {
       return (
         "This browser lacks 64-bit WebAssembly memory (Memory64), which this build of " +
-        "llama.cpp needs: " + USE_A_CURRENT_BROWSER
+        "llama.cpp needs: " + USE_A_CURRENT_BROWSER + " (wllama's slower build for browsers " +
+        "without it, meant for Safari, is not part of this book.)"
+      );
+    }
+    // wllama's main build runs without JSPI (JavaScript Promise Integration) in Chromium
+    // and Firefox, but not in WebKit (Safari, and every iOS browser), for which wllama
+    // switches to its compatibility build (its README's table), which the book does not ship.
+    const webkit = /AppleWebKit/.test(navigator.userAgent) && !/Chrome\//.test(navigator.userAgent);
+    if (webkit && typeof WebAssembly.Suspending !== "function") {
+      return (
+        "This browser (Safari or another WebKit browser) lacks WebAssembly JSPI, without " +
+        "which llama.cpp's WebAssembly build does not run in WebKit (wllama's slower build " +
+        "for Safari is not part of this book): " + USE_A_CURRENT_BROWSER
       );
     }
     if (typeof DecompressionStream !== "function") {

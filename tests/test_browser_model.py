@@ -499,15 +499,30 @@ NO_SIMD = """{
 }"""
 
 
-def test_browser_without_simd_is_told_at_once(browser, server):
-    page = browser.new_page()
+SAFARI = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.5 Safari/605.1.15"
+)
+# (what is missing, the page's user agent or None, the script that hides it, the message)
+UNSUPPORTED = [
+    ("simd", None, NO_SIMD, "lacks WebAssembly SIMD"),
+    ("memory64", None, "WebAssembly.Memory = function () { throw new TypeError(); };", "Memory64"),
+    ("jspi in webkit", SAFARI, "delete WebAssembly.Suspending;", "Safari or another WebKit"),
+]
+
+
+@pytest.mark.parametrize(
+    "missing,agent,script,expected", UNSUPPORTED, ids=[u[0] for u in UNSUPPORTED]
+)
+def test_unsupported_browser_is_told_at_once(browser, server, missing, agent, script, expected):
+    page = browser.new_page(user_agent=agent) if agent else browser.new_page()
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
-    page.add_init_script(NO_SIMD)
+    page.add_init_script(script)
     page.goto(server + CH06)
     page.wait_for_selector(".tllm-load")
     message = page.inner_text(".tllm-message")
-    assert "lacks WebAssembly SIMD" in message and "Chrome" in message, message
+    assert expected in message and "Chrome" in message, message
     assert page.is_disabled(".tllm-load")
     error = page.evaluate(
         "window.tutorialLLM.ready().then(() => null, (e) => ({kind: e.kind, message: e.message}))"
