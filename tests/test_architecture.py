@@ -4,16 +4,24 @@ The reference is always a real model built on the "meta" device (shapes, no memo
 transformers' own classes for its configs, our ``Phi3ForCausalLM`` for our ``Phi3Config``.
 """
 
+import warnings
+
 import pytest
 import torch
 from transformers import (
     AutoModelForCausalLM,
+    BertConfig,
+    DeepseekV3Config,
+    DynamicCache,
+    Gemma2Config,
+    Gemma3TextConfig,
     GPT2Config,
     LlamaConfig,
     MistralConfig,
     MixtralConfig,
     Qwen3Config,
     Qwen3MoeConfig,
+    StaticCache,
 )
 from transformers import Phi3Config as HFPhi3Config
 
@@ -56,6 +64,11 @@ TINY_CONFIGS = {
         moe_intermediate_size=20,
         decoder_sparse_step=2,  # only layer 1 (every 2nd) has experts
     ),
+    # GPT-2's layout: learned positions, biases everywhere, LayerNorm, a 4x GELU MLP
+    "gpt2": GPT2Config(vocab_size=96, n_embd=32, n_layer=3, n_head=4, n_positions=40),
+    "gpt2-inner": GPT2Config(
+        vocab_size=96, n_embd=32, n_layer=2, n_head=4, n_positions=24, n_inner=48
+    ),
 }
 
 
@@ -71,13 +84,13 @@ def counts_by_name(model: torch.nn.Module) -> dict[str, int]:
     """Parameters per part, sorted by their names; a shared (tied) matrix counts once."""
     parts = dict.fromkeys(["embedding", "attention", "mlp", "norms", "lm_head"], 0)
     for name, p in model.named_parameters():  # named_parameters skips a tied duplicate
-        if "norm" in name:
+        if "norm" in name or ".ln_" in name:  # GPT-2: ln_1, ln_2, ln_f
             part = "norms"
-        elif "embed_tokens" in name:
+        elif "embed_tokens" in name or ".wte." in name or ".wpe." in name:
             part = "embedding"
         elif "lm_head" in name:
             part = "lm_head"
-        elif "self_attn" in name:
+        elif "self_attn" in name or ".attn." in name:
             part = "attention"
         elif "mlp" in name:
             part = "mlp"
@@ -225,10 +238,13 @@ def test_kv_cache_bytes_follows_head_dim_and_kv_heads():
 def test_bad_configs_are_named():
     with pytest.raises(TypeError, match="config must be"):
         parameter_counts({"hidden_size": 4096})
-    with pytest.raises(ValueError, match="model_type='gpt2'.*supported: phi3"):
-        parameter_counts(GPT2Config())
-    with pytest.raises(ValueError, match="model_type='gpt2'"):
-        kv_cache_bytes(GPT2Config(), 10)
+    with pytest.raises(ValueError, match="model_type='bert'.*supported: phi3"):
+        parameter_counts(BertConfig())
+    with pytest.raises(ValueError, match="model_type='bert'"):
+        kv_cache_bytes(BertConfig(), 10)
+    # the caches of DeepSeek and Gemma are sized, their weights are not counted
+    with pytest.raises(ValueError, match="model_type='deepseek_v3'"):
+        parameter_counts(DeepseekV3Config())
     too_many = MixtralConfig(**TINY, num_local_experts=2, num_experts_per_tok=3)
     with pytest.raises(ValueError, match="num_experts_per_tok=3"):
         parameter_counts(too_many)
@@ -248,3 +264,117 @@ def test_bad_configs_are_named():
 def test_bad_kv_cache_arguments_are_named(kwargs, error, match):
     with pytest.raises(error, match=match):
         kv_cache_bytes(TINY_CONFIGS["llama"], **kwargs)
+
+
+# GPT-3 175B (Brown et al. 2020, Table 2.1): GPT-2's layout at GPT-3's sizes.
+GPT3 = GPT2Config(vocab_size=50257, n_positions=2048, n_embd=12288, n_layer=96, n_head=96)
+
+
+def test_gpt3_is_175_billion():
+    counts = parameter_counts(GPT3)
+    assert counts["total"] == sum(p.numel() for p in meta_model(GPT3).parameters())
+    assert agrees_with(counts["total"], "175") and counts["active"] == counts["total"]
+    d, layers = 12288, 96
+    # the rule of thumb: 12 d^2 per layer (4 d^2 attention, 8 d^2 MLP), biases and norms aside
+    assert counts["attention"] + counts["mlp"] - 12 * layers * d**2 == layers * 9 * d
+    assert counts["embedding"] == (50257 + 2048) * d and counts["lm_head"] == 0
+
+
+# Tiny configs for the caches, each built and run by transformers.
+TINY_CACHE = dict(vocab_size=96, hidden_size=32, intermediate_size=48, num_hidden_layers=4)
+TINY_MLA = DeepseekV3Config(
+    **TINY_CACHE,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    kv_lora_rank=16,
+    q_lora_rank=24,
+    qk_rope_head_dim=8,
+    qk_nope_head_dim=8,
+    v_head_dim=8,
+    moe_intermediate_size=16,
+    n_routed_experts=4,
+    num_experts_per_tok=2,
+    n_group=1,
+    topk_group=1,
+    first_k_dense_replace=1,
+)
+TINY_GEMMA2 = Gemma2Config(
+    **TINY_CACHE, num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=5
+)
+TINY_GEMMA3 = Gemma3TextConfig(
+    **{**TINY_CACHE, "num_hidden_layers": 7},
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+    sliding_window=3,
+)
+
+
+def filled_cache_bytes(config, cache_class, batch: int, length: int) -> int:
+    """Bytes transformers' cache holds after a forward pass over ``length`` random tokens."""
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    if cache_class is StaticCache:
+        cache = StaticCache(config=config, max_cache_len=length)
+    else:
+        cache = DynamicCache(config=config)
+    ids = torch.randint(0, config.vocab_size, (batch, length))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # transformers' deprecation notes, not ours
+        model(ids, past_key_values=cache, use_cache=True)
+    return sum(layer.keys.nbytes + layer.values.nbytes for layer in cache.layers)
+
+
+def test_kv_cache_bytes_of_multi_head_latent_attention():
+    # transformers caches the latent c_KV (kv_lora_rank) and the shared RoPE key per layer
+    for batch, length in [(1, 1), (2, 9)]:
+        stored = filled_cache_bytes(TINY_MLA, DynamicCache, batch, length)
+        assert kv_cache_bytes(TINY_MLA, length, batch, bytes_per_value=4) == stored
+        assert stored == 4 * (16 + 8) * length * batch * 4  # 4 layers, fp32
+
+
+def test_kv_cache_bytes_of_deepseek_v3():
+    # DeepSeek-V3 (arXiv 2412.19437; transformers' defaults are its config): d_c = 512,
+    # d_h^R = 64, 61 layers; 128 heads of 128 would cache 2 x 128 x 128 numbers per layer.
+    config = DeepseekV3Config()
+    assert (config.kv_lora_rank, config.qk_rope_head_dim) == (512, 64)
+    assert (config.num_hidden_layers, config.num_attention_heads) == (61, 128)
+    assert kv_cache_bytes(config, 1) == 61 * (512 + 64) * 2 == 70_272
+    assert kv_cache_bytes(config, 1000, 3, 1) == 61 * 576 * 1000 * 3
+    mha = LlamaConfig(num_hidden_layers=61, num_attention_heads=128, head_dim=128)
+    assert kv_cache_bytes(mha, 1) == 2 * 61 * 128 * 128 * 2
+    assert kv_cache_bytes(mha, 1) / kv_cache_bytes(config, 1) > 56
+
+
+@pytest.mark.parametrize("config", [TINY_GEMMA2, TINY_GEMMA3], ids=["gemma2", "gemma3"])
+def test_kv_cache_bytes_of_sliding_window_layers(config):
+    for length in (2, 12):  # shorter and longer than the window
+        stored = filled_cache_bytes(config, StaticCache, 2, length)
+        assert kv_cache_bytes(config, length, 2, bytes_per_value=4) == stored
+    # by hand: full layers keep every token, sliding ones the last `window`
+    n_full = config.layer_types.count("full_attention")
+    n_local = config.num_hidden_layers - n_full
+    per_layer_token = 2 * 2 * 8  # keys and values x 2 kv heads x head_dim 8
+    window = config.sliding_window
+    assert kv_cache_bytes(config, 100, bytes_per_value=1) == per_layer_token * (
+        n_full * 100 + n_local * window
+    )
+
+
+def test_gemma_layer_patterns():
+    # Gemma 2 alternates local (window 4,096) and global layers; Gemma 3 has 5 local per global
+    # (arXiv 2408.00118, 2503.19786). transformers' defaults are the 26-layer 2B shape.
+    gemma2 = Gemma2Config()
+    assert gemma2.layer_types[:2] == ["sliding_attention", "full_attention"]
+    assert gemma2.sliding_window == 4096
+    assert Gemma3TextConfig().layer_types[:6] == ["sliding_attention"] * 5 + ["full_attention"]
+    per_token_layer = 2 * 4 * 256 * 2  # K and V x 4 kv heads x 256 x bf16
+    assert kv_cache_bytes(gemma2, 8192) == per_token_layer * 13 * (8192 + 4096)
+    assert kv_cache_bytes(gemma2, 1000) == per_token_layer * 26 * 1000  # all within the window
+
+
+def test_bad_layer_types_are_named():
+    config = Gemma2Config(**TINY_CACHE, num_attention_heads=4, num_key_value_heads=2)
+    config.layer_types = config.layer_types[:2]
+    with pytest.raises(ValueError, match="layer_types has 2 entries for 4 layers"):
+        kv_cache_bytes(config, 10)

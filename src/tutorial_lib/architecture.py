@@ -13,9 +13,17 @@ has and how much memory it needs, so both can be counted without building the mo
   MLP, one at the end (Qwen3 adds a ``head_dim`` norm on queries and on keys);
 - **lm_head**: ``hidden x vocab``, or nothing when it is tied to the embedding matrix.
 
+GPT-2 (and GPT-3, which has GPT-2's layout at other sizes) differs in four ways: a learned
+position embedding (``n_positions x hidden``), biases on every linear layer, LayerNorm (a
+weight and a bias) instead of RMSNorm, and a plain two-matrix MLP (``hidden -> n_inner ->
+hidden``, GELU, ``n_inner = 4 * hidden`` by default) instead of SwiGLU.
+
 ``parameter_counts`` adds these up; ``kv_cache_bytes`` sizes the keys and values a model keeps
-per token. Fused matrices (Phi-3's ``qkv_proj`` and ``gate_up_proj``, transformers' fused
-experts) hold the same numbers as separate ones, so they count the same.
+per token, including two newer layouts: multi-head latent attention (DeepSeek-V2/V3), which
+caches one compressed latent per token instead of per-head keys and values, and interleaved
+local/global layers (Gemma 2/3), whose sliding-window layers keep only the last window.
+Fused matrices (Phi-3's ``qkv_proj`` and ``gate_up_proj``, transformers' fused experts) hold
+the same numbers as separate ones, so they count the same.
 """
 
 from __future__ import annotations
@@ -29,10 +37,24 @@ from transformers import PretrainedConfig
 
 from .phi3 import Phi3Config
 
-__all__ = ["SUPPORTED_MODEL_TYPES", "kv_cache_bytes", "parameter_counts"]
+__all__ = [
+    "KV_CACHE_MODEL_TYPES",
+    "SUPPORTED_MODEL_TYPES",
+    "kv_cache_bytes",
+    "parameter_counts",
+]
 
 # The transformers model types whose layers are counted here (and this library's Phi3Config).
-SUPPORTED_MODEL_TYPES = ("phi3", "llama", "mistral", "mixtral", "qwen3", "qwen3_moe")
+SUPPORTED_MODEL_TYPES = ("phi3", "llama", "mistral", "mixtral", "qwen3", "qwen3_moe", "gpt2")
+
+# ``kv_cache_bytes`` also sizes the caches of these (their weights are not counted here):
+# multi-head latent attention (DeepSeek-V2/V3) and interleaved sliding/full layers (Gemma 2/3).
+KV_CACHE_MODEL_TYPES = SUPPORTED_MODEL_TYPES + (
+    "deepseek_v2",
+    "deepseek_v3",
+    "gemma2",
+    "gemma3_text",
+)
 
 
 @dataclass(frozen=True)
@@ -45,8 +67,8 @@ class _MoE:
     sparse_layers: tuple[bool, ...]  # per layer: experts (True) or one dense MLP (False)
 
 
-def _model_type(config: Any) -> str:
-    """The architecture of ``config``, or a clear error when it is not one counted here."""
+def _model_type(config: Any, supported: tuple[str, ...] = SUPPORTED_MODEL_TYPES) -> str:
+    """The architecture of ``config``, or a clear error when it is not one of ``supported``."""
     if isinstance(config, Phi3Config):
         return "phi3"
     if not isinstance(config, PretrainedConfig):
@@ -55,10 +77,9 @@ def _model_type(config: Any) -> str:
             f"or a tutorial_lib Phi3Config, got {type(config).__name__}"
         )
     model_type = getattr(config, "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
+    if model_type not in supported:
         raise ValueError(
-            f"config.model_type={model_type!r} is not supported; "
-            f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+            f"config.model_type={model_type!r} is not supported; supported: {', '.join(supported)}"
         )
     return model_type
 
@@ -104,7 +125,7 @@ def _moe(config: Any, model_type: str) -> _MoE | None:
         n_experts = getattr(config, "num_local_experts", None) or 0
         expert_size = getattr(config, "moe_intermediate_size", None) or config.intermediate_size
         sparse = (n_experts > 0,) * n_layers
-    else:  # llama, mistral, qwen3: dense
+    else:  # llama, mistral, qwen3, gpt2: dense
         return None
     if not any(sparse):
         return None
@@ -121,12 +142,14 @@ def parameter_counts(config: Any) -> dict[str, int]:
     """Count a decoder's parameters from its config, by formula (no model is built).
 
     Args:
-        config: a transformers config of a Phi-3, Llama, Mistral, Mixtral, Qwen3 or
-            Qwen3-MoE model (see ``SUPPORTED_MODEL_TYPES``), or this library's ``Phi3Config``
-            (dense, or with ``num_local_experts`` and ``num_experts_per_tok`` for experts).
+        config: a transformers config of a Phi-3, Llama, Mistral, Mixtral, Qwen3, Qwen3-MoE
+            or GPT-2 model (see ``SUPPORTED_MODEL_TYPES``; a ``GPT2Config`` with GPT-3's sizes
+            counts GPT-3), or this library's ``Phi3Config`` (dense, or with
+            ``num_local_experts`` and ``num_experts_per_tok`` for experts).
 
     Returns:
-        A dict with the breakdown ``"embedding"``, ``"attention"`` (all layers), ``"mlp"``
+        A dict with the breakdown ``"embedding"`` (GPT-2: token and position embeddings
+        together), ``"attention"`` (all layers), ``"mlp"``
         (all layers, routers and every expert included), ``"norms"`` and ``"lm_head"`` (0 when
         tied to the embedding), which add up to ``"total"``; and ``"active"``, the parameters
         one token uses: all of them for a dense model, only ``top_k`` experts per layer for a
@@ -143,6 +166,8 @@ def parameter_counts(config: Any) -> dict[str, int]:
         counts["total"], counts["active"]  # about 46.7e9 and 12.9e9
     """
     model_type = _model_type(config)
+    if model_type == "gpt2":
+        return _gpt2_parameter_counts(config)
     hidden, vocab, n_layers = config.hidden_size, config.vocab_size, config.num_hidden_layers
     head_dim, n_heads, n_kv = _head_dim(config), config.num_attention_heads, _num_kv_heads(config)
 
@@ -190,6 +215,60 @@ def parameter_counts(config: Any) -> dict[str, int]:
     return counts
 
 
+def _gpt2_parameter_counts(config: Any) -> dict[str, int]:
+    """``parameter_counts`` for GPT-2's layout (``GPT2Config``; GPT-3 has the same layout).
+
+    Per layer: ``c_attn`` (hidden -> 3 * hidden, queries, keys and values, with biases) and
+    ``c_proj`` (hidden -> hidden, with bias); an MLP ``c_fc`` (hidden -> inner, bias) and
+    ``c_proj`` (inner -> hidden, bias); two LayerNorms (weight and bias each). Then a final
+    LayerNorm, the token embedding ``wte`` and the learned position embedding ``wpe``; the
+    output layer is ``wte`` itself (GPT-2 ties it).
+    """
+    hidden, n_layers = config.hidden_size, config.num_hidden_layers
+    inner = config.n_inner or 4 * hidden  # GPT-2's default MLP width
+    attention = hidden * 3 * hidden + 3 * hidden + hidden * hidden + hidden  # c_attn, c_proj
+    mlp = hidden * inner + inner + inner * hidden + hidden  # c_fc, c_proj
+    norms = n_layers * 2 * 2 * hidden + 2 * hidden  # ln_1, ln_2 per layer, ln_f: weight + bias
+    # wte (vocab x hidden) + wpe (positions x hidden)
+    embedding = (config.vocab_size + config.n_positions) * hidden
+    lm_head = 0 if config.tie_word_embeddings else config.vocab_size * hidden
+    counts = {
+        "embedding": embedding,
+        "attention": n_layers * attention,
+        "mlp": n_layers * mlp,
+        "norms": norms,
+        "lm_head": lm_head,
+    }
+    counts["total"] = counts["active"] = sum(counts.values())
+    return counts
+
+
+def _kv_values_per_layer(config: Any, seq_len: int) -> list[int]:
+    """Numbers one sequence's cache holds in each layer after ``seq_len`` tokens.
+
+    - Multi-head latent attention (a config with ``kv_lora_rank``: DeepSeek-V2/V3): one
+      latent of ``kv_lora_rank`` numbers (keys and values of all heads are projected up from
+      it) plus the decoupled RoPE key of ``qk_rope_head_dim`` numbers, shared by all heads.
+    - Otherwise a key and a value of ``head_dim`` numbers per key/value head.
+    - A layer that ``config.layer_types`` marks ``"sliding_attention"`` (Gemma 2/3) keeps at
+      most ``config.sliding_window`` tokens: a query reads itself and the ``window - 1``
+      tokens before it (transformers' ``StaticCache`` allocates that many).
+    """
+    n_layers = config.num_hidden_layers
+    if getattr(config, "kv_lora_rank", None):
+        per_token = [config.kv_lora_rank + config.qk_rope_head_dim] * n_layers
+    else:
+        per_token = [2 * _num_kv_heads(config) * _head_dim(config)] * n_layers
+    layer_types = getattr(config, "layer_types", None) or ["full_attention"] * n_layers
+    if len(layer_types) != n_layers:
+        raise ValueError(f"config.layer_types has {len(layer_types)} entries for {n_layers} layers")
+    tokens = [
+        min(seq_len, config.sliding_window) if kind == "sliding_attention" else seq_len
+        for kind in layer_types
+    ]
+    return [n * t for n, t in zip(per_token, tokens, strict=True)]
+
+
 def kv_cache_bytes(
     config: Any, seq_len: int, batch_size: int = 1, bytes_per_value: float = 2
 ) -> int:
@@ -197,10 +276,19 @@ def kv_cache_bytes(
 
     Every layer stores one key and one value vector per key/value head and token:
     ``2 * layers * kv_heads * head_dim * seq_len * batch_size * bytes_per_value``. Every token
-    is kept (no sliding-window eviction), as in this library's ``KVCache``.
+    is kept (no sliding-window eviction), as in this library's ``KVCache``: Mistral's
+    ``sliding_window`` is not applied. Two layouts store less:
+
+    - **multi-head latent attention** (DeepSeek-V2/V3, configs with ``kv_lora_rank``): per
+      layer and token, one latent of ``kv_lora_rank`` numbers plus one RoPE key of
+      ``qk_rope_head_dim`` numbers, shared by all heads (DeepSeek-V3: 512 + 64 numbers,
+      against 2 x 128 heads x 128 for plain multi-head attention);
+    - **interleaved local/global layers** (Gemma 2/3): a layer that ``config.layer_types``
+      marks ``"sliding_attention"`` keeps at most ``config.sliding_window`` tokens.
 
     Args:
-        config: a config ``parameter_counts`` accepts.
+        config: a config ``parameter_counts`` accepts, or a DeepSeek-V2/V3 or Gemma 2/3 text
+            config (see ``KV_CACHE_MODEL_TYPES``).
         seq_len: tokens in the cache (prompt plus generated), >= 1.
         batch_size: sequences kept side by side, >= 1.
         bytes_per_value: 4 for fp32, 2 for fp16/bf16 (the default), 1 for int8, 0.5 for int4.
@@ -212,7 +300,7 @@ def kv_cache_bytes(
         TypeError: a bad config, or an argument that is not a number of the right kind.
         ValueError: an unsupported architecture, or an argument that is not positive.
     """
-    _model_type(config)
+    _model_type(config, KV_CACHE_MODEL_TYPES)
     seq_len = _positive_int("seq_len", seq_len)
     batch_size = _positive_int("batch_size", batch_size)
     if isinstance(bytes_per_value, bool) or not isinstance(bytes_per_value, Real):
@@ -222,6 +310,6 @@ def kv_cache_bytes(
         )
     if not bytes_per_value > 0:
         raise ValueError(f"bytes_per_value must be > 0, got {bytes_per_value}")
-    # Numbers per token: a key and a value, in every layer, for every key/value head.
-    values_per_token = 2 * config.num_hidden_layers * _num_kv_heads(config) * _head_dim(config)
-    return math.ceil(values_per_token * seq_len * batch_size * bytes_per_value)
+    # Numbers per sequence, summed over the layers (each layer: tokens kept x numbers each).
+    values = sum(_kv_values_per_layer(config, seq_len))
+    return math.ceil(values * batch_size * bytes_per_value)
