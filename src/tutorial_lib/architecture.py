@@ -13,7 +13,8 @@ has and how much memory it needs, so both can be counted without building the mo
   MLP, one at the end (Qwen3 adds a ``head_dim`` norm on queries and on keys);
 - **lm_head**: ``hidden x vocab``, or nothing when it is tied to the embedding matrix.
 
-GPT-2 (and GPT-3, which has GPT-2's layout at other sizes) differs in four ways: a learned
+GPT-2 (and GPT-3, which has GPT-2's layout at other sizes, with alternating dense and banded
+sparse attention that changes no weight) differs in four ways: a learned
 position embedding (``n_positions x hidden``), biases on every linear layer, LayerNorm (a
 weight and a bias) instead of RMSNorm, and a plain two-matrix MLP (``hidden -> n_inner ->
 hidden``, GELU, ``n_inner = 4 * hidden`` by default) instead of SwiGLU.
@@ -277,14 +278,15 @@ def kv_cache_bytes(
     Every layer stores one key and one value vector per key/value head and token:
     ``2 * layers * kv_heads * head_dim * seq_len * batch_size * bytes_per_value``. Every token
     is kept (no sliding-window eviction), as in this library's ``KVCache``: Mistral's
-    ``sliding_window`` is not applied. Two layouts store less:
+    ``sliding_window`` is not applied. Two layouts store less (and a Qwen3 config with
+    ``use_sliding_window``, whose ``layer_types`` mark sliding layers, is counted the same way):
 
     - **multi-head latent attention** (DeepSeek-V2/V3, configs with ``kv_lora_rank``): per
       layer and token, one latent of ``kv_lora_rank`` numbers plus one RoPE key of
       ``qk_rope_head_dim`` numbers, shared by all heads (DeepSeek-V3: 512 + 64 numbers,
       against 2 x 128 heads x 128 for plain multi-head attention);
-    - **interleaved local/global layers** (Gemma 2/3): a layer that ``config.layer_types``
-      marks ``"sliding_attention"`` keeps at most ``config.sliding_window`` tokens.
+    - **interleaved local/global layers** (Gemma 2/3, or any config with ``layer_types``):
+      a layer that ``config.layer_types`` marks ``"sliding_attention"`` keeps at most ``config.sliding_window`` tokens.
 
     Args:
         config: a config ``parameter_counts`` accepts, or a DeepSeek-V2/V3 or Gemma 2/3 text
