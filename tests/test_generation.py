@@ -22,15 +22,17 @@ from tutorial_lib.generation import (
     apply_temperature,
     chat,
     chat_batch,
+    decode_step,
     generate,
     group_logits,
+    prefill,
     process_logits,
     sample_next_token,
     stream,
     top_k_filter,
     top_p_filter,
 )
-from tutorial_lib.phi3 import Phi3ForCausalLM
+from tutorial_lib.phi3 import KVCache, Phi3ForCausalLM
 from tutorial_lib.tokenization import load_tokenizer
 
 VOCAB = 64
@@ -274,6 +276,82 @@ def test_sampling_settings_are_keyword_only(model):
 def test_generation_fills_the_context_exactly(model):
     ids = prompt(seq=CONTEXT - 8)
     assert generate(model, ids, 8).shape == (1, CONTEXT)
+
+
+# --------------------------------------------------------------------------------------
+# prefill / decode_step: the loop's two halves, and verifying several tokens at once
+# --------------------------------------------------------------------------------------
+def test_prefill_and_decode_steps_give_the_greedy_tokens_of_generate(model):
+    ids = prompt(batch=2, seq=5, seed=4)
+    cache = KVCache(model.config, batch_size=2, max_length=5 + 12)
+    logits = prefill(model, ids, cache)  # (batch, vocab)
+    assert logits.shape == (2, VOCAB) and cache.length == 5
+    tokens = [logits.argmax(-1)]  # each (batch,)
+    for _ in range(11):
+        logits = decode_step(model, tokens[-1][:, None], cache)  # (batch, 1, vocab)
+        assert logits.shape == (2, 1, VOCAB)
+        tokens.append(logits[:, -1].argmax(-1))
+    assert cache.length == 5 + 11  # the last token has not been run yet
+    expected = generate(model, ids, 12, eos_token_id=None)[:, 5:]
+    assert torch.stack(tokens, dim=1).tolist() == expected.tolist()
+
+
+def test_decode_step_with_k_tokens_equals_k_single_steps(model):
+    ids, new = prompt(batch=2, seq=5, seed=5), prompt(batch=2, seq=4, seed=6)
+    one_by_one, at_once = KVCache(model.config, 2, 9), KVCache(model.config, 2, 9)
+    prefill(model, ids, one_by_one)
+    prefill(model, ids, at_once)
+    # (batch, 4, vocab) from four single steps, and from one step of four tokens
+    singles = torch.cat([decode_step(model, new[:, i : i + 1], one_by_one) for i in range(4)], 1)
+    verified = decode_step(model, new, at_once)
+    assert verified.shape == (2, 4, VOCAB) and at_once.length == one_by_one.length == 9
+    torch.testing.assert_close(verified, singles, rtol=1e-5, atol=1e-5)  # fp32 rounding only
+    for layer in range(model.config.num_hidden_layers):
+        torch.testing.assert_close(at_once.keys[layer][:, :, :9], one_by_one.keys[layer][:, :, :9])
+
+
+def test_crop_then_decode_equals_never_having_decoded_the_cropped_tokens(model):
+    ids, rejected = prompt(batch=2, seq=5, seed=7), prompt(batch=2, seq=3, seed=8)
+    accepted = prompt(batch=2, seq=2, seed=9)
+    cropped, clean = KVCache(model.config, 2, 10), KVCache(model.config, 2, 10)
+    prefill(model, ids, cropped)
+    prefill(model, ids, clean)
+    decode_step(model, rejected, cropped)  # three tokens a verifier will reject
+    assert cropped.length == 8
+    cropped.crop(5)
+    assert cropped.length == 5 and cropped.layer_lengths == [5, 5]
+    torch.testing.assert_close(
+        decode_step(model, accepted, cropped), decode_step(model, accepted, clean), rtol=0, atol=0
+    )
+    assert cropped.length == clean.length == 7
+
+
+def test_kv_cache_crop_keeps_a_length_or_drops_from_the_end_as_dynamic_cache(model):
+    from transformers import DynamicCache
+
+    ours, theirs = KVCache(model.config, 1, 8), DynamicCache()
+    for layer in range(2):
+        kv = torch.randn(1, 2, 6, 8)
+        ours.update(layer, kv, -kv)
+        theirs.update(kv, -kv, layer)
+    for drop in (-1, -2):  # transformers' DynamicCache.crop(-n) drops n positions
+        ours.crop(drop)
+        theirs.crop(drop)
+        assert ours.length == theirs.get_seq_length()
+    assert ours.length == 3
+    ours.crop(7)  # a length past the end changes nothing
+    assert ours.length == 3
+    ours.crop(1)  # keep positions 0 (positions >= 1 are forgotten)
+    assert ours.layer_lengths == [1, 1]
+    ours.crop(-5)  # more than it holds: empty
+    assert ours.length == 0
+    with pytest.raises(TypeError, match="length must be an int"):
+        ours.crop(2.0)
+
+
+def test_decode_step_needs_a_cache(model):
+    with pytest.raises(TypeError, match="cache must be the KVCache"):
+        decode_step(model, prompt(), None)
 
 
 # --------------------------------------------------------------------------------------

@@ -30,8 +30,10 @@ __all__ = [
     "chat",
     "chat_batch",
     "chat_prompt",
+    "decode_step",
     "generate",
     "group_logits",
+    "prefill",
     "process_logits",
     "sample_next_token",
     "stream",
@@ -281,6 +283,69 @@ def _check_prompt(
         )
 
 
+# The two halves of every step with a KV cache. ``prefill`` runs the prompt once, filling the
+# cache; ``decode_step`` runs only the new token(s) and attends over the cache. Speculative
+# decoding (chapter 14) calls ``decode_step`` with several tokens to verify them at once, and
+# ``KVCache.crop`` to forget the ones it rejects.
+@torch.inference_mode()
+def prefill(
+    model: Phi3ForCausalLM,
+    input_ids: torch.Tensor,
+    cache: KVCache | None,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    check_ids: bool = True,
+) -> torch.Tensor:
+    """Run the prompt through the model, filling ``cache``; the next-token logits.
+
+    Args:
+        model: a ``Phi3ForCausalLM``.
+        input_ids: (batch, seq) the prompt's token ids.
+        cache: an empty ``KVCache`` to fill with the prompt's keys and values, or None (no
+            cache: the whole sequence is run and nothing is kept).
+        attention_mask: (batch, seq), 1 for tokens and 0 for (left) padding.
+        check_ids: check that the ids are in the vocabulary (a host-device sync on a GPU).
+
+    Returns:
+        (batch, vocab) the logits of the last position: the scores of the first new token.
+    """
+    hidden = model.model(input_ids, attention_mask, past_key_values=cache, check_ids=check_ids)[0]
+    return model.lm_head(hidden[:, -1])  # only the last position predicts: (batch, vocab)
+
+
+@torch.inference_mode()
+def decode_step(
+    model: Phi3ForCausalLM,
+    token_ids: torch.Tensor,
+    cache: KVCache,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    check_ids: bool = True,
+) -> torch.Tensor:
+    """Run new tokens after the ``cache``d ones, appending their keys and values; their logits.
+
+    One token is a step of ordinary decoding. Several tokens go through in one forward pass,
+    each attending to the cache and to the new tokens before it: the logits are those of as
+    many single steps (up to rounding), which is how speculative decoding verifies a draft.
+
+    Args:
+        model: a ``Phi3ForCausalLM``.
+        token_ids: (batch, k) the new tokens, k >= 1.
+        cache: the ``KVCache`` of every earlier token (from ``prefill`` and earlier steps).
+        attention_mask: (batch, cached + k), 1 for tokens and 0 for (left) padding.
+        check_ids: check that the ids are in the vocabulary (a host-device sync on a GPU).
+
+    Returns:
+        (batch, k, vocab) logits: position i scores the token after ``token_ids[:, i]``.
+    """
+    if not isinstance(cache, KVCache):
+        raise TypeError(
+            f"cache must be the KVCache that prefill filled, got {type(cache).__name__}"
+        )
+    hidden = model.model(token_ids, attention_mask, past_key_values=cache, check_ids=check_ids)[0]
+    return model.lm_head(hidden)  # (batch, k, vocab)
+
+
 @torch.inference_mode()
 def _generate_tokens(
     model: Phi3ForCausalLM,
@@ -303,20 +368,9 @@ def _generate_tokens(
 
     # The KV cache is allocated once, for the prompt and every token to come.
     cache = KVCache(config, batch, total_length, device, model.dtype) if use_cache else None
-    new_input = ids  # what goes through the model this step: the whole prompt first
-    for _ in range(max_new_tokens):
-        if cache is None:
-            new_input = ids  # without a cache, the whole sequence goes through at every step
-        elif (
-            config.rope_type == "longrope"
-            and cache.length == config.rope_parameters["original_max_position_embeddings"]
-        ):
-            # longrope switches to its long factors once the sequence outgrows the pre-training
-            # context: keys cached with the short ones are stale, so compute them all again.
-            cache, new_input = KVCache(config, batch, total_length, device, model.dtype), ids
-        # The prompt was checked once (_check_prompt); new tokens come from the vocabulary.
-        hidden = model.model(new_input, mask, past_key_values=cache, check_ids=False)[0]
-        logits = model.lm_head(hidden[:, -1])  # only the last position predicts: (batch, vocab)
+    # The prompt was checked once (_check_prompt); new tokens come from the vocabulary.
+    logits = prefill(model, ids, cache, mask, check_ids=False)  # (batch, vocab)
+    for step in range(max_new_tokens):
         if logits_processor is not None:
             logits = logits_processor(ids, logits)  # e.g. forbid tokens: (batch, vocab)
         token = sample_next_token(logits, **sampling)  # (batch,)
@@ -327,9 +381,23 @@ def _generate_tokens(
         ids = torch.cat([ids, token[:, None]], dim=-1)
         if mask is not None:
             mask = torch.cat([mask, mask.new_ones(batch, 1)], dim=-1)
-        new_input = token[:, None]  # (batch, 1)
-        if finished.all():
+        if finished.all() or step == max_new_tokens - 1:
             return
+        # The next token's logits: (batch, vocab).
+        if cache is None:
+            # Without a cache, the whole sequence goes through at every step.
+            logits = prefill(model, ids, None, mask, check_ids=False)
+        elif (
+            config.rope_type == "longrope"
+            and cache.length == config.rope_parameters["original_max_position_embeddings"]
+        ):
+            # longrope switches to its long factors once the sequence outgrows the pre-training
+            # context: keys cached with the short ones are stale, so compute them all again.
+            cache = KVCache(config, batch, total_length, device, model.dtype)
+            logits = prefill(model, ids, cache, mask, check_ids=False)
+        else:
+            # Only the new token goes through; it attends over the cache.
+            logits = decode_step(model, token[:, None], cache, mask, check_ids=False)[:, -1]
 
 
 def generate(

@@ -310,6 +310,19 @@ class KVCache:
         """How many positions fit before the storage has to grow."""
         return self.keys[0].shape[2]
 
+    def crop(self, length: int) -> None:
+        """Forget every position from ``length`` on (keep positions ``0 ... length - 1``).
+
+        A negative ``length`` drops that many positions from the end, as transformers'
+        ``DynamicCache.crop(-n)`` does. Nothing is copied: the next ``update`` writes over the
+        forgotten positions. Speculative decoding crops the draft tokens the model rejected.
+        """
+        if isinstance(length, bool) or not isinstance(length, int):
+            raise TypeError(f"length must be an int, got {type(length).__name__}")
+        if length < 0:
+            length = max(self.length + length, 0)
+        self.layer_lengths = [min(n, length) for n in self.layer_lengths]
+
     def update(
         self, layer_idx: int, key: torch.Tensor, value: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
