@@ -20,7 +20,8 @@ from typing import NamedTuple
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from .phi3 import KVCache, Phi3ForCausalLM, check_input_ids
+from .cache import KVCache
+from .phi3 import Phi3ForCausalLM, check_input_ids
 
 __all__ = [
     "GroupedLogits",

@@ -5,7 +5,7 @@ Read this file top to bottom; each class is one idea of the transformer decoder:
 1. ``Phi3Config``          - every size and setting of the model, in one plain dataclass
 2. ``Phi3RMSNorm``         - scale each token vector to unit root-mean-square
 3. ``Phi3RotaryEmbedding`` - positions as rotations of the query and key vectors (RoPE)
-4. ``KVCache``             - keys and values of earlier tokens, kept for the next step
+4. ``KVCache``             - keys and values of earlier tokens (``tutorial_lib.cache``)
 5. ``Phi3Attention``       - causal self-attention with a fused q/k/v projection and GQA
 6. ``Phi3MLP``             - the feed-forward network (SwiGLU with a fused gate/up projection)
 7. ``Phi3DecoderLayer``    - pre-norm attention + MLP, each wrapped in a residual connection
@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cache import KVCache
 from .moe import SparseMoeBlock
 from .rope import rope_inv_freq
 from .validation import check_int, check_optional_int, check_positive_float
@@ -261,80 +262,6 @@ def apply_rotary_pos_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) 
     x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
     # x * cos + rotate_half(x) * sin is the 2-D rotation of every pair of dimensions.
     return torch.cat(((x_rot * cos) + (rotate_half(x_rot) * sin), x_pass), dim=-1)
-
-
-# --------------------------------------------------------------------------------------
-# 4. The KV cache
-# --------------------------------------------------------------------------------------
-class KVCache:
-    """The keys and values of every layer for the tokens seen so far.
-
-    At each generation step only the new token goes through the model; its query attends
-    to the cached keys and values of all earlier tokens instead of recomputing them. The
-    storage is allocated once for ``max_length`` tokens and written in place (it doubles if
-    it ever runs out), so a step copies one token's keys and values, not the whole history.
-
-    The cache keeps its own position: each layer's ``update`` writes after what that layer
-    already holds and moves its count on, as transformers' ``DynamicCache`` does.
-
-    Attributes:
-        keys, values: one tensor per layer, (batch, n_kv_heads, capacity, head_dim).
-        layer_lengths: how many positions each layer holds.
-    """
-
-    def __init__(
-        self,
-        config: Phi3Config,
-        batch_size: int,
-        max_length: int,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        shape = (batch_size, config.num_key_value_heads, max_length, config.head_dim)
-        n_layers = config.num_hidden_layers
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
-        self.layer_lengths = [0] * n_layers
-
-    @property
-    def length(self) -> int:
-        """How many positions every layer holds: the length of the cached sequence."""
-        return min(self.layer_lengths)
-
-    def get_seq_length(self) -> int:
-        """``length``, under transformers' name for it."""
-        return self.length
-
-    @property
-    def capacity(self) -> int:
-        """How many positions fit before the storage has to grow."""
-        return self.keys[0].shape[2]
-
-    def update(
-        self, layer_idx: int, key: torch.Tensor, value: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write this step's keys and values, (batch, n_kv_heads, seq, head_dim), after the cached.
-
-        Returns all keys and values of this layer so far, (batch, n_kv_heads, length + seq,
-        head_dim), and counts the new positions as cached.
-        """
-        start = self.layer_lengths[layer_idx]
-        end = start + key.shape[2]
-        if end > self.keys[layer_idx].shape[2]:
-            self._grow(layer_idx, end)
-        self.keys[layer_idx][:, :, start:end] = key
-        self.values[layer_idx][:, :, start:end] = value
-        self.layer_lengths[layer_idx] = end
-        return self.keys[layer_idx][:, :, :end], self.values[layer_idx][:, :, :end]
-
-    def _grow(self, layer_idx: int, needed: int) -> None:
-        """Copy one layer's keys and values into storage at least twice as large (rare)."""
-        filled = self.layer_lengths[layer_idx]
-        for cache in (self.keys, self.values):
-            old = cache[layer_idx]
-            batch, heads, capacity, head_dim = old.shape
-            cache[layer_idx] = old.new_zeros(batch, heads, max(needed, 2 * capacity), head_dim)
-            cache[layer_idx][:, :, :filled] = old[:, :, :filled]
 
 
 # --------------------------------------------------------------------------------------
