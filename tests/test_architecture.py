@@ -18,7 +18,8 @@ from transformers import (
 from transformers import Phi3Config as HFPhi3Config
 
 from tutorial_lib.architecture import kv_cache_bytes, parameter_counts
-from tutorial_lib.phi3 import KVCache, Phi3Config, Phi3ForCausalLM
+from tutorial_lib.cache import KVCache
+from tutorial_lib.phi3 import Phi3Config, Phi3ForCausalLM
 
 TINY = dict(
     vocab_size=96,

@@ -12,7 +12,9 @@ from transformers import DynamicCache
 from transformers import Phi3Config as HFPhi3Config
 from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 
-from tutorial_lib.phi3 import KVCache, Phi3ForCausalLM, make_attention_mask
+from tutorial_lib.cache import KVCache
+from tutorial_lib.loading import from_hf
+from tutorial_lib.phi3 import Phi3ForCausalLM, make_attention_mask
 
 transformers.logging.set_verbosity_error()
 
@@ -35,7 +37,7 @@ def pair(**overrides) -> tuple[HFPhi3ForCausalLM, Phi3ForCausalLM]:
     )
     settings.update(overrides)
     hf = HFPhi3ForCausalLM(HFPhi3Config(**settings)).eval()
-    return hf, Phi3ForCausalLM.from_hf(hf).eval()
+    return hf, from_hf(hf).eval()
 
 
 def hidden(seq: int = SEQ, seed: int = 1) -> torch.Tensor:

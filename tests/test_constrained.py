@@ -25,7 +25,7 @@ from tutorial_lib.constrained import (
     json_schema_regex,
 )
 from tutorial_lib.generation import generate
-from tutorial_lib.phi3 import Phi3ForCausalLM
+from tutorial_lib.loading import from_hf
 from tutorial_lib.tokenization import load_tokenizer
 
 transformers.logging.set_verbosity_error()
@@ -69,7 +69,7 @@ def hf_model(tokenizer):
 
 @pytest.fixture(scope="module")
 def model(hf_model):
-    return Phi3ForCausalLM.from_hf(hf_model)
+    return from_hf(hf_model)
 
 
 def prompt(tokenizer, batch: int = 1) -> torch.Tensor:

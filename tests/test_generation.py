@@ -30,6 +30,7 @@ from tutorial_lib.generation import (
     top_k_filter,
     top_p_filter,
 )
+from tutorial_lib.loading import from_hf
 from tutorial_lib.phi3 import Phi3ForCausalLM
 from tutorial_lib.tokenization import load_tokenizer
 
@@ -59,7 +60,7 @@ def tiny_hf_phi3(seed: int, vocab_size: int = VOCAB, context: int = CONTEXT, eos
 @pytest.fixture(scope="module")
 def model() -> Phi3ForCausalLM:
     """A tiny Phi-3 with random weights (from transformers, through our loader)."""
-    return Phi3ForCausalLM.from_hf(tiny_hf_phi3(seed=0))
+    return from_hf(tiny_hf_phi3(seed=0))
 
 
 def prompt(batch: int = 1, seq: int = 6, seed: int = 0) -> torch.Tensor:
@@ -487,7 +488,7 @@ def test_group_logits_rejects_bad_input(kwargs, match):
 def hf_pair() -> tuple[HFPhi3ForCausalLM, Phi3ForCausalLM]:
     """A tiny random transformers Phi-3 and the same weights in our engine."""
     hf = tiny_hf_phi3(seed=1)
-    return hf, Phi3ForCausalLM.from_hf(hf)
+    return hf, from_hf(hf)
 
 
 @pytest.mark.parametrize(
@@ -539,7 +540,7 @@ def chat_model_and_tokenizer():
     tokenizer = load_tokenizer("smollm2")
     eos = tokenizer.eos_token_id
     hf = tiny_hf_phi3(seed=2, vocab_size=len(tokenizer), context=128, eos=eos, pad=eos)
-    return Phi3ForCausalLM.from_hf(hf), tokenizer
+    return from_hf(hf), tokenizer
 
 
 def test_chat_batch_gives_each_chat_its_own_reply(chat_model_and_tokenizer):

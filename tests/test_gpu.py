@@ -17,8 +17,7 @@ from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 from tutorial_lib import DEFAULT_MODEL
 from tutorial_lib.device import default_dtype
 from tutorial_lib.generation import chat_prompt, generate
-from tutorial_lib.loading import load, resolve_model_dir
-from tutorial_lib.phi3 import Phi3ForCausalLM
+from tutorial_lib.loading import from_hf, from_pretrained, load, resolve_model_dir
 
 pytestmark = [
     pytest.mark.gpu,
@@ -60,7 +59,7 @@ def max_error(logits: torch.Tensor, reference: torch.Tensor) -> float:
 
 def test_default_device_and_dtype_on_cuda(tmp_path):
     tiny_phi3().save_pretrained(tmp_path)
-    model = Phi3ForCausalLM.from_pretrained(tmp_path)  # no device, no dtype: the defaults
+    model = from_pretrained(tmp_path)  # no device, no dtype: the defaults
     assert model.device.type == "cuda"
     assert model.dtype == default_dtype(torch.device("cuda"))
     assert model.dtype in HALF
@@ -74,7 +73,7 @@ def test_half_precision_logits_as_close_as_transformers_own(dtype):
     ids = random_ids(2, 24)
     reference = hf(ids).logits  # float32
     hf_half = copy.deepcopy(hf).to(dtype)
-    ours = Phi3ForCausalLM.from_hf(hf_half)  # same device and dtype as hf_half
+    ours = from_hf(hf_half)  # same device and dtype as hf_half
     assert (ours.device.type, ours.dtype) == ("cuda", dtype)
     expected = hf_half(ids).logits
     got = ours(ids).logits
@@ -89,7 +88,7 @@ def test_half_precision_logits_as_close_as_transformers_own(dtype):
 @pytest.mark.parametrize("dtype", HALF, ids=str)
 @torch.inference_mode()
 def test_half_precision_cache_matches_full_forward(dtype):
-    ours = Phi3ForCausalLM.from_hf(copy.deepcopy(tiny_phi3()).to(dtype))
+    ours = from_hf(copy.deepcopy(tiny_phi3()).to(dtype))
     ids = random_ids(2, 20)
     full = ours(ids).logits
     out = ours(ids[:, :12], use_cache=True)

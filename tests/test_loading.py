@@ -222,7 +222,7 @@ def test_unsupported_rope_type_raises():
     # Set after the model is made: transformers before ~5.6 cannot make one with it.
     llama.config.rope_parameters = proportional
     with pytest.raises(ValueError, match=r"rope_type='proportional' is not supported"):
-        Phi3ForCausalLM.from_hf(llama)
+        from_hf(llama)
 
 
 def test_bias_in_projections_raises():
@@ -237,7 +237,7 @@ def test_from_hf_needs_a_transformers_model():
 
 
 # --------------------------------------------------------------------------------------
-# Subclasses: the class methods build the class they are called on
+# Subclasses: model_class builds a reader's subclass of the model
 # --------------------------------------------------------------------------------------
 class ChattyPhi3(Phi3ForCausalLM):
     """A reader's subclass, as a chapter might write one."""
@@ -246,17 +246,17 @@ class ChattyPhi3(Phi3ForCausalLM):
         return f"{self.config.num_hidden_layers} layers"
 
 
-def test_class_methods_build_the_class_they_are_called_on(llama_dir):
-    loaded = ChattyPhi3.from_pretrained(str(llama_dir), device="cpu")
-    copied = ChattyPhi3.from_hf(LlamaForCausalLM.from_pretrained(llama_dir).eval())
+def test_model_class_builds_the_subclass(llama_dir):
+    loaded = from_pretrained(str(llama_dir), device="cpu", model_class=ChattyPhi3)
+    copied = from_hf(LlamaForCausalLM.from_pretrained(llama_dir).eval(), model_class=ChattyPhi3)
     for model in (loaded, copied):
         assert type(model) is ChattyPhi3
         assert model.greet() == "2 layers"
     ids = torch.tensor([[5, 9, 2, 33, 7]])
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, copied(ids).logits, atol=0, rtol=0)
-    # The plain class still gives the plain class.
-    assert type(Phi3ForCausalLM.from_pretrained(str(llama_dir), device="cpu")) is Phi3ForCausalLM
+    # By default, the plain class.
+    assert type(from_pretrained(str(llama_dir), device="cpu")) is Phi3ForCausalLM
 
 
 # --------------------------------------------------------------------------------------

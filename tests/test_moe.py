@@ -24,6 +24,7 @@ from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeSparseMoeBl
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
 
 from tutorial_lib.generation import generate
+from tutorial_lib.loading import from_hf
 from tutorial_lib.moe import SparseMoeBlock, load_balancing_loss, router_choices, upcycle
 from tutorial_lib.phi3 import Phi3Config, Phi3ForCausalLM
 
@@ -225,7 +226,7 @@ def tiny_dense_model() -> Phi3ForCausalLM:
             eos_token_id=None,
         )
     )
-    return Phi3ForCausalLM.from_hf(hf.eval())
+    return from_hf(hf.eval())
 
 
 @pytest.mark.parametrize("num_experts, top_k", [(4, 2), (3, 1), (8, 3)])

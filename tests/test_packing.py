@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers
 
-from tutorial_lib.phi3 import Phi3ForCausalLM
+from tutorial_lib.loading import from_hf
 
 transformers.logging.set_verbosity_error()
 
@@ -30,7 +30,7 @@ def pair():
     )
     torch.manual_seed(0)
     hf = transformers.LlamaForCausalLM(config).eval()
-    return hf, Phi3ForCausalLM.from_hf(hf)
+    return hf, from_hf(hf)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ import torch
 from transformers import Phi3Config as HFPhi3Config
 from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 
+from tutorial_lib.cache import KVCache
 from tutorial_lib.loading import config_from_hf
-from tutorial_lib.phi3 import KVCache, Phi3Config, Phi3ForCausalLM
+from tutorial_lib.phi3 import Phi3Config, Phi3ForCausalLM
 
 # Phi-3-mini-4k-instruct's sizes (its config.json), with 2 of its 32 layers.
 PHI3_MINI = dict(

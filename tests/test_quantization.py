@@ -19,7 +19,7 @@ from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 
 from tutorial_lib import DEFAULT_MODEL
 from tutorial_lib.generation import generate
-from tutorial_lib.loading import load
+from tutorial_lib.loading import from_hf, load
 from tutorial_lib.phi3 import Phi3ForCausalLM
 from tutorial_lib.quantization import (
     DENSE_MIN_TOKENS,
@@ -62,7 +62,7 @@ def hf_tiny(tie: bool = True) -> HFPhi3ForCausalLM:
 
 def tiny(dtype: torch.dtype = torch.float32, tie: bool = True) -> Phi3ForCausalLM:
     """A tiny Phi-3 with random weights (from transformers, through our loader)."""
-    return Phi3ForCausalLM.from_hf(hf_tiny(tie)).to(dtype)
+    return from_hf(hf_tiny(tie)).to(dtype)
 
 
 def ids(batch: int = 1, seq: int = 8, seed: int = 0) -> torch.Tensor:
@@ -306,7 +306,7 @@ def test_unsupported_dtype_and_device_raise():
 
 def test_perplexity_matches_transformers_loss():
     hf = hf_tiny()
-    model = Phi3ForCausalLM.from_hf(hf)
+    model = from_hf(hf)
     x = ids(2, 16)
     with torch.inference_mode():
         expected = math.exp(hf(x, labels=x).loss.item())

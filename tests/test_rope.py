@@ -15,6 +15,7 @@ from transformers import LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.phi3.modeling_phi3 import Phi3RotaryEmbedding as HFPhi3RotaryEmbedding
 
+from tutorial_lib.loading import from_hf
 from tutorial_lib.phi3 import Phi3Config, Phi3RotaryEmbedding, apply_rotary_pos_emb
 from tutorial_lib.rope import ROPE_TYPES, rope_inv_freq, rope_pairs, rope_scores
 
@@ -247,10 +248,9 @@ def random_ids(seq: int, seed: int = 1) -> torch.Tensor:
 @pytest.mark.parametrize("seq", [12, 40], ids=["within-16", "past-16"])
 @pytest.mark.parametrize("case", list(MODEL_CASES))
 def test_engine_logits_match_transformers(case, seq):
-    from tutorial_lib.phi3 import Phi3ForCausalLM
 
     hf = build_llama(case)
-    ours = Phi3ForCausalLM.from_hf(hf)
+    ours = from_hf(hf)
     assert ours.config.rope_type == case
     ids = random_ids(seq)
     expected = hf(ids).logits
@@ -262,9 +262,8 @@ def test_engine_logits_match_transformers(case, seq):
 def test_dynamic_frequencies_change_past_the_context():
     # The same 12 tokens at the end of a 40-token sequence are rotated differently than
     # alone: past max_position_embeddings the whole sequence gets slower frequencies.
-    from tutorial_lib.phi3 import Phi3ForCausalLM
 
-    ours = Phi3ForCausalLM.from_hf(build_llama("dynamic"))
+    ours = from_hf(build_llama("dynamic"))
     ids = random_ids(40)
     position_ids = torch.arange(28, 40)[None].expand(2, -1)
     shifted = ours(ids[:, 28:], position_ids=position_ids).logits
@@ -277,10 +276,9 @@ def test_dynamic_frequencies_change_past_the_context():
 def test_engine_greedy_generation_matches_transformers(case, use_cache):
     # A 10-token prompt + 30 new tokens crosses the original context of 16 while generating.
     from tutorial_lib.generation import generate
-    from tutorial_lib.phi3 import Phi3ForCausalLM
 
     hf = build_llama(case)
-    ours = Phi3ForCausalLM.from_hf(hf)
+    ours = from_hf(hf)
     prompt = random_ids(10, seed=3)[:1]
     expected = hf.generate(prompt, max_new_tokens=30, do_sample=False, use_cache=use_cache)
     got = generate(ours, prompt, max_new_tokens=30, use_cache=use_cache)
@@ -288,9 +286,8 @@ def test_engine_greedy_generation_matches_transformers(case, use_cache):
 
 
 def test_dynamic_context_is_factor_times_max_position_embeddings():
-    from tutorial_lib.phi3 import Phi3ForCausalLM
 
-    ours = Phi3ForCausalLM.from_hf(build_llama("dynamic"))
+    ours = from_hf(build_llama("dynamic"))
     assert ours.config.context_length == 64
     with pytest.raises(
         ValueError,

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from numbers import Real
 from typing import Any
 
-from transformers import PretrainedConfig
-
 from .phi3 import Phi3Config
 
 __all__ = ["SUPPORTED_MODEL_TYPES", "kv_cache_bytes", "parameter_counts"]
@@ -49,12 +47,13 @@ def _model_type(config: Any) -> str:
     """The architecture of ``config``, or a clear error when it is not one counted here."""
     if isinstance(config, Phi3Config):
         return "phi3"
-    if not isinstance(config, PretrainedConfig):
+    # A transformers config is known by its model_type (duck typing: no transformers import).
+    model_type = getattr(config, "model_type", None)
+    if not isinstance(model_type, str):
         raise TypeError(
             "config must be a transformers PretrainedConfig (e.g. LlamaConfig, MixtralConfig) "
             f"or a tutorial_lib Phi3Config, got {type(config).__name__}"
         )
-    model_type = getattr(config, "model_type", None)
     if model_type not in SUPPORTED_MODEL_TYPES:
         raise ValueError(
             f"config.model_type={model_type!r} is not supported; "

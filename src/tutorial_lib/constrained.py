@@ -35,12 +35,15 @@ context-free grammars with a pushdown automaton and caches the masks of most tok
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import regex
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from .tokenization import token_bytes
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "ChoiceConstraint",

@@ -17,12 +17,15 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+from typing import TYPE_CHECKING
 
 import altair as alt
-import torch
 from altair.utils.html import spec_to_html
 
-from .generation import GroupedLogits
+if TYPE_CHECKING:  # annotations only: chapters 02-03 use controls without torch
+    import torch
+
+    from .generation import GroupedLogits
 
 __all__ = [
     "ControlHTML",

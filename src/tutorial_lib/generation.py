@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from .cache import KVCache
-from .phi3 import Phi3ForCausalLM, check_input_ids
+from .phi3 import check_input_ids
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedTokenizerBase
+
+    from .phi3 import Phi3ForCausalLM
 
 __all__ = [
     "GroupedLogits",

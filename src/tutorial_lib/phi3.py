@@ -577,9 +577,14 @@ class CausalLMOutput(NamedTuple):
 class Phi3ForCausalLM(nn.Module):
     """Phi-3 for next-token prediction: ``Phi3Model`` followed by ``lm_head``.
 
+    The model only computes logits. Loading weights is ``tutorial_lib.load`` (or
+    ``loading.from_hf`` to copy a transformers model); the generation loop is
+    ``tutorial_lib.generate(model, input_ids, max_new_tokens)``. Neither module is imported
+    here: they build on this one.
+
     Example::
 
-        model = Phi3ForCausalLM.from_pretrained("smollm2-135m-instruct")
+        model, tokenizer = tutorial_lib.load("smollm2-135m-instruct")
         hidden = model.model(input_ids)[0]  # (1, T, hidden_size)
         logits = model.lm_head(hidden)  # (1, T, vocab_size), the same as model(input_ids).logits
     """
@@ -634,29 +639,3 @@ class Phi3ForCausalLM(nn.Module):
     def dtype(self) -> torch.dtype:
         """The precision of the weights and activations (the embedding's: see ``device``)."""
         return self.model.embed_tokens.weight.dtype
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> Phi3ForCausalLM:
-        """Load a preset, a local Hugging Face directory or a hub id (see ``loading``)."""
-        # Imported here, not at the top: loading builds on this module, never the reverse.
-        from .loading import from_pretrained
-
-        return from_pretrained(name_or_path, device=device, dtype=dtype, model_class=cls)
-
-    @classmethod
-    def from_hf(cls, hf_model: nn.Module) -> Phi3ForCausalLM:
-        """Copy a transformers Phi-3, Llama, Mistral or Mixtral model (see ``loading.from_hf``)."""
-        from .loading import from_hf
-
-        return from_hf(hf_model, model_class=cls)
-
-    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
-        """Prompt plus new tokens; see ``tutorial_lib.generation.generate`` for the options."""
-        from .generation import generate
-
-        return generate(self, input_ids, max_new_tokens, **kwargs)
