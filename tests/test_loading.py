@@ -280,3 +280,19 @@ def test_quantized_load_goes_to_the_cpu_where_a_gpu_is_the_default(monkeypatch, 
 def test_quantized_load_on_another_device_fails_before_loading(device):
     with pytest.raises(ValueError, match="quantize='int4' runs on the CPU"):
         load("no-such-model", device=device, quantize="int4")  # not even looked up
+
+
+def test_loadable_model_types_are_counted_by_architecture():
+    # One list per meaning: what config_from_hf converts, what parameter_counts counts.
+    from tutorial_lib.architecture import SUPPORTED_MODEL_TYPES
+    from tutorial_lib.loading import LOADABLE_MODEL_TYPES
+
+    assert set(LOADABLE_MODEL_TYPES) < set(SUPPORTED_MODEL_TYPES)
+
+
+def test_load_quantize_takes_the_format_names_of_quantize_weights():
+    from tutorial_lib.quantization import QUANTIZE_FORMATS
+
+    assert list(QUANTIZE_FORMATS) == ["int8", "int4"]
+    with pytest.raises(TypeError, match=r"quantize=8 must be one of \['int8', 'int4', None\]"):
+        load("no-such-model", quantize=8)  # checked before anything is looked up
