@@ -285,21 +285,25 @@ def test_generation_fills_the_context_exactly(model):
     [
         (dict(temperature=-0.5), r"temperature=-0\.5 must be a number >= 0"),
         (dict(temperature=math.nan), r"temperature=nan must be a number >= 0"),
-        (dict(temperature="hot"), r"temperature='hot' must be a number >= 0"),
-        (dict(temperature=1.0, top_p=0.0), r"top_p=0\.0 must be in \(0, 1\]"),
-        (dict(temperature=1.0, top_p=1.5), r"top_p=1\.5 must be in \(0, 1\]"),
-        (dict(temperature=1.0, top_p=-0.1), r"top_p=-0\.1 must be in \(0, 1\]"),
-        (dict(temperature=1.0, top_k=0), r"top_k=0 must be None \(no limit\) or an integer >= 1"),
-        (dict(temperature=1.0, top_k=-3), r"top_k=-3 must be None .* an integer >= 1"),
-        (dict(temperature=1.0, top_k=2.5), r"top_k=2\.5 must be None .* an integer >= 1"),
+        (dict(temperature="hot"), r"temperature='hot' must be a number >= 0 .*, got str"),
+        (dict(temperature=1.0, top_p=0.0), r"top_p=0\.0 must be a number in \(0, 1\]"),
+        (dict(temperature=1.0, top_p=1.5), r"top_p=1\.5 must be a number in \(0, 1\]"),
+        (dict(temperature=1.0, top_p=-0.1), r"top_p=-0\.1 must be a number in \(0, 1\]"),
+        (dict(temperature=1.0, top_k=0), r"top_k=0 must be an integer >= 1 \(or None: no limit\)"),
+        (dict(temperature=1.0, top_k=-3), r"top_k=-3 must be an integer >= 1 \(or None"),
+        (
+            dict(temperature=1.0, top_k=2.5),
+            r"top_k=2\.5 must be an integer >= 1, got float \(or None",
+        ),
         (dict(max_new_tokens=0), r"max_new_tokens=0 must be an integer >= 1"),
     ],
 )
 def test_bad_sampling_settings_raise(model, kwargs, message):
     kwargs = {"max_new_tokens": 4, **kwargs}
-    with pytest.raises(ValueError, match=message):
+    error = TypeError if ", got " in message else ValueError  # a wrong type, a wrong value
+    with pytest.raises(error, match=message):
         generate(model, prompt(), **kwargs)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(error, match=message):
         stream(model, prompt(), **kwargs)  # at once, before the first token is asked for
 
 

@@ -164,11 +164,12 @@ def test_from_hf_rejects_other_modules():
     [
         (dict(num_experts=0, top_k=1), "num_experts=0"),
         (dict(num_experts=4, top_k=5), "top_k=5 must be at most num_experts=4"),
-        (dict(num_experts=4, top_k=2.0), "top_k=2.0"),
+        (dict(num_experts=4, top_k=2.0), "top_k=2.0 must be an integer >= 1, got float"),
     ],
 )
 def test_bad_sizes_are_rejected(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    error = TypeError if "got float" in match else ValueError  # a wrong type, a wrong value
+    with pytest.raises(error, match=match):
         SparseMoeBlock(hidden_size=8, intermediate_size=8, **kwargs)
 
 

@@ -75,11 +75,11 @@ def test_tied_embeddings_share_one_matrix():
         ),
         (
             dict(rope_parameters=dict(rope_type="default", rope_theta=1, partial_rotary_factor=0)),
-            r"partial_rotary_factor=0 must be in \(0, 1\]",
+            r"partial_rotary_factor=0 must be a number in \(0, 1\]",
         ),
         (
             dict(rope_parameters=dict(rope_type="default", rope_theta=1, partial_rotary_factor=2)),
-            r"partial_rotary_factor=2 must be in \(0, 1\]",
+            r"partial_rotary_factor=2 must be a number in \(0, 1\]",
         ),
         (
             dict(
@@ -101,7 +101,10 @@ def test_tied_embeddings_share_one_matrix():
             dict(rope_parameters=dict(rope_type="yarn", rope_theta=1e4, factor=4.0)),
             r"rope_type='yarn' needs 'original_max_position_embeddings' in rope_parameters",
         ),
-        (dict(sliding_window=0), r"sliding_window=0 must be None or >= 1"),
+        (
+            dict(sliding_window=0),
+            r"sliding_window=0 must be an integer >= 1 \(or None: no window\)",
+        ),
     ],
 )
 def test_bad_config_raises(kwargs, message):

@@ -177,7 +177,7 @@ def test_legacy_type_key_is_accepted():
         (
             dict(rope_type="default", rope_theta=1e4, partial_rotary_factor=0.0),
             ValueError,
-            r"partial_rotary_factor=0.0 must be in \(0, 1\]",
+            r"partial_rotary_factor=0.0 must be a number in \(0, 1\]",
         ),
     ],
 )
@@ -187,7 +187,7 @@ def test_bad_parameters_raise_clear_errors(params, error, message):
 
 
 def test_bad_head_dim_raises():
-    with pytest.raises(ValueError, match=r"head_dim=1.5 must be an integer >= 2"):
+    with pytest.raises(TypeError, match=r"head_dim=1.5 must be an integer >= 2, got float"):
         rope_inv_freq(dict(rope_type="default", rope_theta=1e4), 1.5, 64)
 
 
@@ -321,7 +321,7 @@ def test_config_folds_rope_theta_and_partial_rotary_factor_into_rope_parameters(
         ValueError, match=r"rope_theta=100.0 disagrees with rope_parameters\['rope_theta'\]=500.0"
     ):
         Phi3Config(rope_theta=100.0, rope_parameters=dict(rope_type="default", rope_theta=500.0))
-    with pytest.raises(ValueError, match=r"partial_rotary_factor=0 must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"partial_rotary_factor=0 must be a number in \(0, 1\]"):
         Phi3Config(partial_rotary_factor=0)
 
 

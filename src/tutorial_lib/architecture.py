@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any
 
 from .phi3 import Phi3Config
+from .validation import check_int, check_number
 
 __all__ = ["SUPPORTED_MODEL_TYPES", "kv_cache_bytes", "parameter_counts"]
 
@@ -72,14 +72,6 @@ def _num_kv_heads(config: Any) -> int:
     return getattr(config, "num_key_value_heads", None) or config.num_attention_heads
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
 def _moe(config: Any, model_type: str) -> _MoE | None:
     """The expert layout of a mixture-of-experts config, or None for a dense model."""
     n_layers = config.num_hidden_layers
@@ -107,8 +99,8 @@ def _moe(config: Any, model_type: str) -> _MoE | None:
         return None
     if not any(sparse):
         return None
-    n_experts = _positive_int("num_local_experts (or num_experts)", n_experts)
-    top_k = _positive_int("num_experts_per_tok", config.num_experts_per_tok)
+    n_experts = check_int("num_local_experts (or num_experts)", n_experts, minimum=1)
+    top_k = check_int("num_experts_per_tok", config.num_experts_per_tok, minimum=1)
     if top_k > n_experts:
         raise ValueError(
             f"num_experts_per_tok={top_k} must be at most the number of experts ({n_experts})"
@@ -212,15 +204,15 @@ def kv_cache_bytes(
         ValueError: an unsupported architecture, or an argument that is not positive.
     """
     _model_type(config)
-    seq_len = _positive_int("seq_len", seq_len)
-    batch_size = _positive_int("batch_size", batch_size)
-    if isinstance(bytes_per_value, bool) or not isinstance(bytes_per_value, Real):
-        raise TypeError(
-            f"bytes_per_value must be a number (e.g. 2 for bf16, 0.5 for int4), "
-            f"got {bytes_per_value!r} ({type(bytes_per_value).__name__})"
-        )
-    if not bytes_per_value > 0:
-        raise ValueError(f"bytes_per_value must be > 0, got {bytes_per_value}")
+    seq_len = check_int("seq_len", seq_len, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    check_number(
+        "bytes_per_value",
+        bytes_per_value,
+        minimum=0,
+        exclusive_minimum=True,
+        hint="(e.g. 2 for bf16, 0.5 for int4)",
+    )
     # Numbers per token: a key and a value, in every layer, for every key/value head.
     values_per_token = 2 * config.num_hidden_layers * _num_kv_heads(config) * _head_dim(config)
     return math.ceil(values_per_token * seq_len * batch_size * bytes_per_value)

@@ -41,6 +41,7 @@ import regex
 import torch
 
 from .tokenization import token_bytes
+from .validation import check_int, check_optional_int
 
 if TYPE_CHECKING:  # annotations only
     from transformers import PreTrainedTokenizerBase
@@ -91,8 +92,7 @@ def _value_regex(name: str, spec: dict) -> tuple[bytes, int]:
     kind = spec.get("type")
     if kind == "string":
         max_length = spec.get("maxLength", 32)
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 0:
-            raise ValueError(f"property {name!r}: maxLength={max_length!r} must be an int >= 0")
+        check_int(f"property {name!r}: maxLength", max_length, minimum=0)
         # Up to 4 bytes per character, plus the two quotes.
         return b'"' + _JSON_CHAR + b"{0,%d}" % max_length + b'"', 4 * max_length + 2
     if kind == "integer":
@@ -157,10 +157,7 @@ class RegexConstraint:
             raise TypeError(
                 f"pattern={pattern!r} must be bytes or str, got {type(pattern).__name__}"
             )
-        if top_n is not None and (
-            isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1
-        ):
-            raise ValueError(f"top_n={top_n!r} must be None (all) or an integer >= 1")
+        check_optional_int("top_n", top_n, minimum=1, none_means="all")
         eos_token_id = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
         if not isinstance(eos_token_id, int):
             raise ValueError(

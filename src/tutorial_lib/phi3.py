@@ -140,8 +140,7 @@ class Phi3Config:
             setattr(self, key, rope[key])
         self.rope_parameters = rope
         rope_inv_freq(self.rope_parameters, self.head_dim, self.max_position_embeddings)
-        if self.sliding_window is not None and self.sliding_window < 1:
-            raise ValueError(f"sliding_window={self.sliding_window} must be None or >= 1")
+        check_optional_int("sliding_window", self.sliding_window, 1, none_means="no window")
 
     @property
     def rope_type(self) -> str:

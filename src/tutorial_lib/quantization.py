@@ -38,6 +38,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .moe import MoeExperts, SharedExpert, SparseMoeBlock
 from .phi3 import Phi3ForCausalLM
+from .validation import check_int
 
 __all__ = [
     "Int4Linear",
@@ -108,8 +109,7 @@ def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 # 2. int4: asymmetric, per group of inputs
 # --------------------------------------------------------------------------------------
 def _check_group_size(group_size: int, in_features: int) -> None:
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2:
-        raise ValueError(f"group_size={group_size!r} must be an integer >= 2")
+    check_int("group_size", group_size, minimum=2)
     if in_features % group_size != 0:
         raise ValueError(
             f"group_size={group_size} must divide the layer's input size {in_features}"
@@ -527,8 +527,7 @@ def memory_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
     of decoding: ``tokens/s <= memory_bandwidth() / weight_bytes(model, per_token=True)``.
     Uses torch's current number of threads.
     """
-    if isinstance(megabytes, bool) or not isinstance(megabytes, int) or megabytes < 1:
-        raise ValueError(f"megabytes={megabytes!r} must be an integer >= 1")
+    check_int("megabytes", megabytes, minimum=1)
     source = torch.ones(megabytes * 2**20 // 4)  # float32: 4 bytes each
     target = torch.empty_like(source)
     target.copy_(source)  # the first write maps the memory pages; not timed
