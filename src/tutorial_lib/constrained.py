@@ -139,9 +139,11 @@ class RegexConstraint:
         top_n: how many of the most likely tokens to check per step (see the module's
             docstring); None checks all of them: every valid token is kept, slowly.
 
-    The constraint follows one generation at a time: the first call (or any call whose ids do
-    not extend the previous call's by one token) marks the start of the output. Rows that
-    have produced the end token are left alone.
+    The constraint is told where the prompt ends when a generation starts: ``begin(prompt_length)``,
+    which ``tutorial_lib.generate`` calls for every generation (before transformers'
+    ``generate``, call it yourself with ``input_ids.shape[1]``). The tokens after the prompt
+    are the output that must match; one constraint object serves one generation at a time
+    and any number of them in turn. Rows that have produced the end token are left alone.
     """
 
     def __init__(
@@ -176,8 +178,7 @@ class RegexConstraint:
         ]
         # first_byte[i]: the first byte of token i; 256 for special and empty tokens.
         self.first_byte = torch.tensor([b[0] if b else 256 for b in self.token_bytes])
-        self._seen: torch.Tensor | None = None  # the ids of the previous call
-        self._prompt_length = 0
+        self.prompt_length: int | None = None  # set by begin(): where the output starts
 
     def is_prefix(self, text: bytes) -> bool:
         """Can ``text`` still grow into a match?"""
@@ -208,18 +209,24 @@ class RegexConstraint:
             raise RuntimeError(f"no token can continue {text!r} towards {self.pattern.pattern!r}")
         return allowed + valid
 
+    def begin(self, prompt_length: int) -> None:
+        """Start a generation whose prompt is ``prompt_length`` tokens (per row, padding
+        included): the tokens after them are the output."""
+        self.prompt_length = check_int("prompt_length", prompt_length, minimum=0)
+
     def _new_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """The ids after the prompt (batch, n_new); a new generation resets the prompt."""
-        seen = self._seen
-        continues = (
-            seen is not None
-            and input_ids.shape == (seen.shape[0], seen.shape[1] + 1)
-            and torch.equal(input_ids[:, :-1], seen)
-        )
-        if not continues:
-            self._prompt_length = input_ids.shape[1]
-        self._seen = input_ids.clone()
-        return input_ids[:, self._prompt_length :]
+        """The ids after the prompt, (batch, n_new)."""
+        if self.prompt_length is None:
+            raise RuntimeError(
+                "call constraint.begin(prompt_length) when a generation starts "
+                "(tutorial_lib.generate does it for you)"
+            )
+        if input_ids.shape[1] < self.prompt_length:
+            raise ValueError(
+                f"input_ids hold {input_ids.shape[1]} tokens, fewer than the prompt's "
+                f"{self.prompt_length} given to begin(): is this the same generation?"
+            )
+        return input_ids[:, self.prompt_length :]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Set the logits of every token that would break the pattern to -inf.

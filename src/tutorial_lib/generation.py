@@ -293,6 +293,9 @@ def _generate_tokens(
     eos = torch.tensor(eos_ids, dtype=torch.long, device=device)
     pad = config.pad_token_id if config.pad_token_id is not None else (eos_ids or [0])[0]
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    begin = getattr(logits_processor, "begin", None)
+    if callable(begin):
+        begin(ids.shape[1])  # a constraint learns where the prompt ends and its output starts
 
     # The KV cache is allocated once, for the prompt and every token to come.
     cache = KVCache(config, batch, total_length, device, model.dtype) if use_cache else None
@@ -355,7 +358,8 @@ def generate(
         generator: a seeded ``torch.Generator`` for reproducible sampling.
         logits_processor: a callable ``(input_ids, logits) -> logits`` applied to each step's
             (batch, vocab) logits before sampling, such as a transformers ``LogitsProcessor``
-            or a ``tutorial_lib.constrained`` constraint.
+            or a ``tutorial_lib.constrained`` constraint. One with a ``begin(prompt_length)``
+            method (the constraints) is told the prompt's length when the generation starts.
 
     Returns:
         (batch, seq + number of new tokens) token ids.
