@@ -10,9 +10,10 @@ import json
 import pytest
 import torch
 import transformers
+from conftest import tiny_config
 from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 from safetensors.torch import load_file, save_file
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
 
 from tutorial_lib import loading
 from tutorial_lib.loading import PRESETS, from_hf, from_pretrained, load, resolve_model_dir
@@ -20,14 +21,13 @@ from tutorial_lib.phi3 import Phi3ForCausalLM
 
 transformers.logging.set_verbosity_error()
 
+# Smaller than conftest's TINY_CONFIG, with Llama's own initializer_range.
 TINY = dict(
     vocab_size=64,
     hidden_size=32,
     intermediate_size=48,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
     max_position_embeddings=32,
+    initializer_range=0.02,
 )
 
 
@@ -35,7 +35,7 @@ TINY = dict(
 def llama_dir(tmp_path):
     """A tiny random Llama checkpoint written by transformers' ``save_pretrained``."""
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(**TINY)).save_pretrained(tmp_path)
+    LlamaForCausalLM(tiny_config("llama", **TINY)).save_pretrained(tmp_path)
     return tmp_path
 
 
@@ -218,7 +218,7 @@ def test_unsupported_architecture_raises():
 def test_unsupported_rope_type_raises():
     # Gemma 4's "proportional" RoPE is in transformers but not in tutorial_lib.rope.
     proportional = dict(rope_type="proportional", rope_theta=10000.0, partial_rotary_factor=1.0)
-    llama = LlamaForCausalLM(LlamaConfig(**TINY))
+    llama = LlamaForCausalLM(tiny_config("llama", **TINY))
     # Set after the model is made: transformers before ~5.6 cannot make one with it.
     llama.config.rope_parameters = proportional
     with pytest.raises(ValueError, match=r"rope_type='proportional' is not supported"):
@@ -226,7 +226,7 @@ def test_unsupported_rope_type_raises():
 
 
 def test_bias_in_projections_raises():
-    llama = LlamaForCausalLM(LlamaConfig(**TINY, attention_bias=True))
+    llama = LlamaForCausalLM(tiny_config("llama", **TINY, attention_bias=True))
     with pytest.raises(ValueError, match=r"attention_bias=True is not supported"):
         from_hf(llama)
 
