@@ -10,8 +10,8 @@ import copy
 import pytest
 import torch
 import transformers
+from conftest import tiny_config
 from transformers import AutoModelForCausalLM
-from transformers import Phi3Config as HFPhi3Config
 from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 
 from tutorial_lib import DEFAULT_MODEL
@@ -33,18 +33,7 @@ transformers.logging.set_verbosity_error()
 def tiny_phi3() -> HFPhi3ForCausalLM:
     """A small random Phi-3 (GQA, sliding window shorter than the inputs), float32, on the GPU."""
     torch.manual_seed(0)
-    config = HFPhi3Config(
-        vocab_size=96,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        sliding_window=9,
-        initializer_range=0.2,  # far from uniform attention: mistakes show
-        pad_token_id=0,
-    )
+    config = tiny_config("phi3", sliding_window=9, pad_token_id=0)
     return HFPhi3ForCausalLM(config).to(DEVICE).eval()
 
 

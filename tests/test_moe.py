@@ -7,8 +7,8 @@ generation) is covered by the "mixtral-*" cases of tests/test_parity.py.
 import pytest
 import torch
 import transformers
+from conftest import tiny_config
 from transformers import (
-    LlamaConfig,
     LlamaForCausalLM,
     MixtralConfig,
     OlmoeConfig,
@@ -215,18 +215,8 @@ def test_load_balancing_loss_gradient_reaches_the_router():
 
 def tiny_dense_model() -> Phi3ForCausalLM:
     torch.manual_seed(0)
-    hf = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=96,
-            hidden_size=64,
-            intermediate_size=96,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            initializer_range=0.2,
-            eos_token_id=None,
-        )
-    )
+    # Llama's default context (2048 positions), no end token.
+    hf = LlamaForCausalLM(tiny_config("llama", max_position_embeddings=2048, eos_token_id=None))
     return from_hf(hf.eval())
 
 

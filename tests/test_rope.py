@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 import transformers
+from conftest import TINY_CONFIG, tiny_config
 from transformers import LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.phi3.modeling_phi3 import Phi3RotaryEmbedding as HFPhi3RotaryEmbedding
@@ -195,18 +196,7 @@ def test_bad_head_dim_raises():
 # The engine with every rope type: tiny random Llama models, transformers' logits
 # --------------------------------------------------------------------------------------
 ATOL = 1e-4
-LLAMA = dict(
-    vocab_size=96,
-    hidden_size=64,
-    intermediate_size=96,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    initializer_range=0.2,
-    bos_token_id=1,
-    eos_token_id=None,
-    pad_token_id=0,
-)
+LLAMA = dict(bos_token_id=1, eos_token_id=None, pad_token_id=0)  # and conftest's TINY_CONFIG
 # (max_position_embeddings, rope_parameters); the original context is 16 positions for all.
 MODEL_CASES = {
     "linear": (64, dict(rope_type="linear", rope_theta=10000.0, factor=4.0)),
@@ -230,7 +220,8 @@ MODEL_CASES = {
 def build_llama(case: str) -> torch.nn.Module:
     """A fresh model: transformers' dynamic RoPE keeps state between calls."""
     max_position_embeddings, rope_parameters = MODEL_CASES[case]
-    config = transformers.LlamaConfig(
+    config = tiny_config(
+        "llama",
         **LLAMA,
         max_position_embeddings=max_position_embeddings,
         rope_parameters=dict(rope_parameters),
@@ -241,7 +232,7 @@ def build_llama(case: str) -> torch.nn.Module:
 
 def random_ids(seq: int, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(3, LLAMA["vocab_size"], (2, seq), generator=g)
+    return torch.randint(3, TINY_CONFIG["vocab_size"], (2, seq), generator=g)
 
 
 @torch.no_grad()
