@@ -170,7 +170,7 @@ def main() -> None:
     for fmt in formats:
         model = from_pretrained(model_dir, device="cpu", dtype=dtypes[fmt])
         if fmt in ("int8", "int4"):
-            quantize_weights(model, 8 if fmt == "int8" else 4)
+            quantize_weights(model, fmt)
         engines[f"tutorial_lib {fmt}"] = (model, run_ours, perplexity)
     if not args.no_transformers:
         for fmt in HF_FORMATS:

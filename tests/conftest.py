@@ -43,3 +43,29 @@ def pytest_runtest_call(item):
         return (yield)
     except AssetDownloadError as error:
         _skip_or_fail(error)
+
+
+# --------------------------------------------------------------------------------------
+# One tiny-config factory for the tests that build small random transformers models
+# --------------------------------------------------------------------------------------
+# A small decoder: GQA (4 query heads, 2 key/value heads), two layers, a 96-token vocabulary;
+# initializer_range=0.2 keeps attention far from uniform, so that mistakes show.
+TINY_CONFIG = dict(
+    vocab_size=96,
+    hidden_size=64,
+    intermediate_size=96,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=64,
+    initializer_range=0.2,
+)
+
+
+def tiny_config(model_type: str = "phi3", **overrides):
+    """A transformers config of ``model_type`` ("phi3", "llama", "mistral", "mixtral", ...)
+    with ``TINY_CONFIG``'s sizes, ``overrides`` replacing or adding fields; any field not
+    given keeps the config class's own default."""
+    from transformers import AutoConfig
+
+    return AutoConfig.for_model(model_type, **{**TINY_CONFIG, **overrides})

@@ -26,7 +26,8 @@ from transformers import (
 from transformers import Phi3Config as HFPhi3Config
 
 from tutorial_lib.architecture import kv_cache_bytes, parameter_counts
-from tutorial_lib.phi3 import KVCache, Phi3Config, Phi3ForCausalLM
+from tutorial_lib.cache import KVCache
+from tutorial_lib.phi3 import Phi3Config, Phi3ForCausalLM
 
 TINY = dict(
     vocab_size=96,
@@ -253,12 +254,16 @@ def test_bad_configs_are_named():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        (dict(seq_len=0), ValueError, "seq_len must be >= 1, got 0"),
-        (dict(seq_len=2.5), TypeError, "seq_len must be an int"),
-        (dict(seq_len=8, batch_size=0), ValueError, "batch_size must be >= 1"),
-        (dict(seq_len=8, bytes_per_value=0), ValueError, "bytes_per_value must be > 0"),
-        (dict(seq_len=8, bytes_per_value="bf16"), TypeError, "bytes_per_value must be a number"),
-        (dict(seq_len=True), TypeError, "seq_len must be an int"),
+        (dict(seq_len=0), ValueError, "seq_len=0 must be an integer >= 1"),
+        (dict(seq_len=2.5), TypeError, "seq_len=2.5 must be an integer >= 1, got float"),
+        (dict(seq_len=8, batch_size=0), ValueError, "batch_size=0 must be an integer >= 1"),
+        (dict(seq_len=8, bytes_per_value=0), ValueError, "bytes_per_value=0 must be a number > 0"),
+        (
+            dict(seq_len=8, bytes_per_value="bf16"),
+            TypeError,
+            "bytes_per_value='bf16' must be a number > 0.*str",
+        ),
+        (dict(seq_len=True), TypeError, "seq_len=True must be an integer >= 1, got bool"),
     ],
 )
 def test_bad_kv_cache_arguments_are_named(kwargs, error, match):

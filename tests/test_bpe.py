@@ -101,7 +101,7 @@ def test_merge_pair_scans_left_to_right_without_overlap():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="vocab_size=100 must be an int >= 257"):
+    with pytest.raises(ValueError, match="vocab_size=100 must be an integer >= 257"):
         train_bpe(["text"], 100, SPECIALS)
     with pytest.raises(TypeError, match="iterable of str"):
         train_bpe("one long string", 300)

@@ -8,11 +8,13 @@ embedding, the MLP, attention without and with a cache, a decoder layer, the MoE
 import pytest
 import torch
 import transformers
+from conftest import tiny_config
 from transformers import DynamicCache
-from transformers import Phi3Config as HFPhi3Config
 from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 
-from tutorial_lib.phi3 import KVCache, Phi3ForCausalLM, make_attention_mask
+from tutorial_lib.cache import KVCache
+from tutorial_lib.loading import from_hf
+from tutorial_lib.phi3 import Phi3ForCausalLM, make_attention_mask
 
 transformers.logging.set_verbosity_error()
 
@@ -22,20 +24,9 @@ BATCH, SEQ, HIDDEN = 2, 7, 64
 def pair(**overrides) -> tuple[HFPhi3ForCausalLM, Phi3ForCausalLM]:
     """A small random transformers Phi-3 and ours with the same weights (float32)."""
     torch.manual_seed(0)
-    settings = dict(
-        vocab_size=96,
-        hidden_size=HIDDEN,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        initializer_range=0.2,
-        pad_token_id=0,
-    )
-    settings.update(overrides)
-    hf = HFPhi3ForCausalLM(HFPhi3Config(**settings)).eval()
-    return hf, Phi3ForCausalLM.from_hf(hf).eval()
+    hf = HFPhi3ForCausalLM(tiny_config("phi3", hidden_size=HIDDEN, pad_token_id=0, **overrides))
+    hf = hf.eval()
+    return hf, from_hf(hf).eval()
 
 
 def hidden(seq: int = SEQ, seed: int = 1) -> torch.Tensor:

@@ -25,7 +25,7 @@ from tutorial_lib.constrained import (
     json_schema_regex,
 )
 from tutorial_lib.generation import generate
-from tutorial_lib.phi3 import Phi3ForCausalLM
+from tutorial_lib.loading import from_hf
 from tutorial_lib.tokenization import load_tokenizer
 
 transformers.logging.set_verbosity_error()
@@ -69,7 +69,7 @@ def hf_model(tokenizer):
 
 @pytest.fixture(scope="module")
 def model(hf_model):
-    return Phi3ForCausalLM.from_hf(hf_model)
+    return from_hf(hf_model)
 
 
 def prompt(tokenizer, batch: int = 1) -> torch.Tensor:
@@ -170,7 +170,7 @@ def test_choice_mask_equals_a_brute_force_scan(tokenizer, so_far):
 
     constraint = ChoiceConstraint(tokenizer, CHOICES, top_n=None)
     prompt_ids = torch.tensor([[1, 2, 3]])
-    constraint(prompt_ids, torch.zeros(1, len(tokenizer)))  # the first call marks the prompt
+    constraint.begin(prompt_ids.shape[1])  # the output starts after the prompt
     ids = prompt_ids
     for token in tokenizer(so_far).input_ids:  # feed the text so far, one token per call
         ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
@@ -218,6 +218,7 @@ def test_greedy_equals_transformers_generate_with_the_same_processor(
     ids[1, -1] = tokenizer("Reply").input_ids[0]  # three different prompts
     ids[2, -2] = tokenizer("Say").input_ids[0]
     constraint = make()
+    constraint.begin(ids.shape[1])  # transformers' generate does not: we say where output starts
     expected = hf_model.generate(
         ids,
         attention_mask=torch.ones_like(ids),
@@ -232,6 +233,7 @@ def test_greedy_equals_transformers_generate_with_the_same_processor(
 def test_seeded_sampling_equals_transformers_generate(hf_model, model, tokenizer):
     ids = prompt(tokenizer, 4)
     constraint = JSONSchemaConstraint(tokenizer, SCHEMA)
+    constraint.begin(ids.shape[1])
     torch.manual_seed(5)
     expected = hf_model.generate(
         ids,
@@ -254,6 +256,36 @@ def test_a_new_generation_resets_the_prompt(model, tokenizer):
     first = generate(model, prompt(tokenizer), 10, logits_processor=constraint)
     again = generate(model, prompt(tokenizer), 10, logits_processor=constraint)
     assert first.tolist() == again.tolist()
+
+
+def test_one_constraint_serves_different_prompts_in_turn(model, tokenizer):
+    # Prompts of different lengths, one constraint object: each output is what a fresh
+    # constraint gives, whatever the generation before it was.
+    short = prompt(tokenizer)
+    long = torch.cat([short, tokenizer(" Please answer now.", return_tensors="pt").input_ids], 1)
+    shared = ChoiceConstraint(tokenizer, CHOICES)
+    for ids in (long, short, long, short[:, :-1]):
+        got = generate(model, ids, shared.max_new_tokens, logits_processor=shared)
+        fresh = ChoiceConstraint(tokenizer, CHOICES)
+        assert (
+            got.tolist()
+            == generate(model, ids, fresh.max_new_tokens, logits_processor=fresh).tolist()
+        )
+        reply = tokenizer.decode(got[0, ids.shape[1] :], skip_special_tokens=True)
+        assert reply in CHOICES
+        assert shared.prompt_length == ids.shape[1]  # told, not inferred
+
+
+def test_a_constraint_must_be_told_where_the_prompt_ends(tokenizer):
+    constraint = ChoiceConstraint(tokenizer, CHOICES)
+    scores = torch.zeros(1, len(tokenizer))
+    with pytest.raises(RuntimeError, match=r"call constraint.begin\(prompt_length\)"):
+        constraint(torch.tensor([[1, 2]]), scores)
+    constraint.begin(3)
+    with pytest.raises(ValueError, match="fewer than the prompt's 3"):
+        constraint(torch.tensor([[1, 2]]), scores)
+    with pytest.raises(ValueError, match="prompt_length=-1 must be an integer >= 0"):
+        constraint.begin(-1)
 
 
 # --------------------------------------------------------------------------------------

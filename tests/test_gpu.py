@@ -10,15 +10,14 @@ import copy
 import pytest
 import torch
 import transformers
+from conftest import tiny_config
 from transformers import AutoModelForCausalLM
-from transformers import Phi3Config as HFPhi3Config
 from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 
 from tutorial_lib import DEFAULT_MODEL
 from tutorial_lib.device import default_dtype
 from tutorial_lib.generation import chat_prompt, generate
-from tutorial_lib.loading import load, resolve_model_dir
-from tutorial_lib.phi3 import Phi3ForCausalLM
+from tutorial_lib.loading import from_hf, from_pretrained, load, resolve_model_dir
 
 pytestmark = [
     pytest.mark.gpu,
@@ -34,18 +33,7 @@ transformers.logging.set_verbosity_error()
 def tiny_phi3() -> HFPhi3ForCausalLM:
     """A small random Phi-3 (GQA, sliding window shorter than the inputs), float32, on the GPU."""
     torch.manual_seed(0)
-    config = HFPhi3Config(
-        vocab_size=96,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        sliding_window=9,
-        initializer_range=0.2,  # far from uniform attention: mistakes show
-        pad_token_id=0,
-    )
+    config = tiny_config("phi3", sliding_window=9, pad_token_id=0)
     return HFPhi3ForCausalLM(config).to(DEVICE).eval()
 
 
@@ -60,7 +48,7 @@ def max_error(logits: torch.Tensor, reference: torch.Tensor) -> float:
 
 def test_default_device_and_dtype_on_cuda(tmp_path):
     tiny_phi3().save_pretrained(tmp_path)
-    model = Phi3ForCausalLM.from_pretrained(tmp_path)  # no device, no dtype: the defaults
+    model = from_pretrained(tmp_path)  # no device, no dtype: the defaults
     assert model.device.type == "cuda"
     assert model.dtype == default_dtype(torch.device("cuda"))
     assert model.dtype in HALF
@@ -74,7 +62,7 @@ def test_half_precision_logits_as_close_as_transformers_own(dtype):
     ids = random_ids(2, 24)
     reference = hf(ids).logits  # float32
     hf_half = copy.deepcopy(hf).to(dtype)
-    ours = Phi3ForCausalLM.from_hf(hf_half)  # same device and dtype as hf_half
+    ours = from_hf(hf_half)  # same device and dtype as hf_half
     assert (ours.device.type, ours.dtype) == ("cuda", dtype)
     expected = hf_half(ids).logits
     got = ours(ids).logits
@@ -89,7 +77,7 @@ def test_half_precision_logits_as_close_as_transformers_own(dtype):
 @pytest.mark.parametrize("dtype", HALF, ids=str)
 @torch.inference_mode()
 def test_half_precision_cache_matches_full_forward(dtype):
-    ours = Phi3ForCausalLM.from_hf(copy.deepcopy(tiny_phi3()).to(dtype))
+    ours = from_hf(copy.deepcopy(tiny_phi3()).to(dtype))
     ids = random_ids(2, 20)
     full = ours(ids).logits
     out = ours(ids[:, :12], use_cache=True)

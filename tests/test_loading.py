@@ -10,9 +10,10 @@ import json
 import pytest
 import torch
 import transformers
+from conftest import tiny_config
 from huggingface_hub.errors import LocalEntryNotFoundError, OfflineModeIsEnabled
 from safetensors.torch import load_file, save_file
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaForCausalLM
 
 from tutorial_lib import loading
 from tutorial_lib.loading import PRESETS, from_hf, from_pretrained, load, resolve_model_dir
@@ -20,14 +21,13 @@ from tutorial_lib.phi3 import Phi3ForCausalLM
 
 transformers.logging.set_verbosity_error()
 
+# Smaller than conftest's TINY_CONFIG, with Llama's own initializer_range.
 TINY = dict(
     vocab_size=64,
     hidden_size=32,
     intermediate_size=48,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
     max_position_embeddings=32,
+    initializer_range=0.02,
 )
 
 
@@ -35,7 +35,7 @@ TINY = dict(
 def llama_dir(tmp_path):
     """A tiny random Llama checkpoint written by transformers' ``save_pretrained``."""
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(**TINY)).save_pretrained(tmp_path)
+    LlamaForCausalLM(tiny_config("llama", **TINY)).save_pretrained(tmp_path)
     return tmp_path
 
 
@@ -218,15 +218,15 @@ def test_unsupported_architecture_raises():
 def test_unsupported_rope_type_raises():
     # Gemma 4's "proportional" RoPE is in transformers but not in tutorial_lib.rope.
     proportional = dict(rope_type="proportional", rope_theta=10000.0, partial_rotary_factor=1.0)
-    llama = LlamaForCausalLM(LlamaConfig(**TINY))
+    llama = LlamaForCausalLM(tiny_config("llama", **TINY))
     # Set after the model is made: transformers before ~5.6 cannot make one with it.
     llama.config.rope_parameters = proportional
     with pytest.raises(ValueError, match=r"rope_type='proportional' is not supported"):
-        Phi3ForCausalLM.from_hf(llama)
+        from_hf(llama)
 
 
 def test_bias_in_projections_raises():
-    llama = LlamaForCausalLM(LlamaConfig(**TINY, attention_bias=True))
+    llama = LlamaForCausalLM(tiny_config("llama", **TINY, attention_bias=True))
     with pytest.raises(ValueError, match=r"attention_bias=True is not supported"):
         from_hf(llama)
 
@@ -237,7 +237,7 @@ def test_from_hf_needs_a_transformers_model():
 
 
 # --------------------------------------------------------------------------------------
-# Subclasses: the class methods build the class they are called on
+# Subclasses: model_class builds a reader's subclass of the model
 # --------------------------------------------------------------------------------------
 class ChattyPhi3(Phi3ForCausalLM):
     """A reader's subclass, as a chapter might write one."""
@@ -246,17 +246,17 @@ class ChattyPhi3(Phi3ForCausalLM):
         return f"{self.config.num_hidden_layers} layers"
 
 
-def test_class_methods_build_the_class_they_are_called_on(llama_dir):
-    loaded = ChattyPhi3.from_pretrained(str(llama_dir), device="cpu")
-    copied = ChattyPhi3.from_hf(LlamaForCausalLM.from_pretrained(llama_dir).eval())
+def test_model_class_builds_the_subclass(llama_dir):
+    loaded = from_pretrained(str(llama_dir), device="cpu", model_class=ChattyPhi3)
+    copied = from_hf(LlamaForCausalLM.from_pretrained(llama_dir).eval(), model_class=ChattyPhi3)
     for model in (loaded, copied):
         assert type(model) is ChattyPhi3
         assert model.greet() == "2 layers"
     ids = torch.tensor([[5, 9, 2, 33, 7]])
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, copied(ids).logits, atol=0, rtol=0)
-    # The plain class still gives the plain class.
-    assert type(Phi3ForCausalLM.from_pretrained(str(llama_dir), device="cpu")) is Phi3ForCausalLM
+    # By default, the plain class.
+    assert type(from_pretrained(str(llama_dir), device="cpu")) is Phi3ForCausalLM
 
 
 # --------------------------------------------------------------------------------------
@@ -280,3 +280,19 @@ def test_quantized_load_goes_to_the_cpu_where_a_gpu_is_the_default(monkeypatch, 
 def test_quantized_load_on_another_device_fails_before_loading(device):
     with pytest.raises(ValueError, match="quantize='int4' runs on the CPU"):
         load("no-such-model", device=device, quantize="int4")  # not even looked up
+
+
+def test_loadable_model_types_are_counted_by_architecture():
+    # One list per meaning: what config_from_hf converts, what parameter_counts counts.
+    from tutorial_lib.architecture import SUPPORTED_MODEL_TYPES
+    from tutorial_lib.loading import LOADABLE_MODEL_TYPES
+
+    assert set(LOADABLE_MODEL_TYPES) < set(SUPPORTED_MODEL_TYPES)
+
+
+def test_load_quantize_takes_the_format_names_of_quantize_weights():
+    from tutorial_lib.quantization import QUANTIZE_FORMATS
+
+    assert list(QUANTIZE_FORMATS) == ["int8", "int4"]
+    with pytest.raises(TypeError, match=r"quantize=8 must be one of \['int8', 'int4', None\]"):
+        load("no-such-model", quantize=8)  # checked before anything is looked up

@@ -7,8 +7,8 @@ generation) is covered by the "mixtral-*" cases of tests/test_parity.py.
 import pytest
 import torch
 import transformers
+from conftest import tiny_config
 from transformers import (
-    LlamaConfig,
     LlamaForCausalLM,
     MixtralConfig,
     OlmoeConfig,
@@ -24,6 +24,7 @@ from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeSparseMoeBl
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
 
 from tutorial_lib.generation import generate
+from tutorial_lib.loading import from_hf
 from tutorial_lib.moe import SparseMoeBlock, load_balancing_loss, router_choices, upcycle
 from tutorial_lib.phi3 import Phi3Config, Phi3ForCausalLM
 
@@ -163,11 +164,12 @@ def test_from_hf_rejects_other_modules():
     [
         (dict(num_experts=0, top_k=1), "num_experts=0"),
         (dict(num_experts=4, top_k=5), "top_k=5 must be at most num_experts=4"),
-        (dict(num_experts=4, top_k=2.0), "top_k=2.0"),
+        (dict(num_experts=4, top_k=2.0), "top_k=2.0 must be an integer >= 1, got float"),
     ],
 )
 def test_bad_sizes_are_rejected(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    error = TypeError if "got float" in match else ValueError  # a wrong type, a wrong value
+    with pytest.raises(error, match=match):
         SparseMoeBlock(hidden_size=8, intermediate_size=8, **kwargs)
 
 
@@ -213,19 +215,9 @@ def test_load_balancing_loss_gradient_reaches_the_router():
 
 def tiny_dense_model() -> Phi3ForCausalLM:
     torch.manual_seed(0)
-    hf = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=96,
-            hidden_size=64,
-            intermediate_size=96,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            initializer_range=0.2,
-            eos_token_id=None,
-        )
-    )
-    return Phi3ForCausalLM.from_hf(hf.eval())
+    # Llama's default context (2048 positions), no end token.
+    hf = LlamaForCausalLM(tiny_config("llama", max_position_embeddings=2048, eos_token_id=None))
+    return from_hf(hf.eval())
 
 
 @pytest.mark.parametrize("num_experts, top_k", [(4, 2), (3, 1), (8, 3)])

@@ -7,8 +7,9 @@ mask itself from reset ``position_ids`` (without an attention mask and without a
 import pytest
 import torch
 import transformers
+from conftest import tiny_config
 
-from tutorial_lib.phi3 import Phi3ForCausalLM
+from tutorial_lib.loading import from_hf
 
 transformers.logging.set_verbosity_error()
 
@@ -18,19 +19,10 @@ LENGTHS = [7, 5, 9]
 
 @pytest.fixture(scope="module")
 def pair():
-    config = transformers.LlamaConfig(
-        vocab_size=96,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        initializer_range=0.2,
-    )
+    config = tiny_config("llama")
     torch.manual_seed(0)
     hf = transformers.LlamaForCausalLM(config).eval()
-    return hf, Phi3ForCausalLM.from_hf(hf)
+    return hf, from_hf(hf)
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from transformers import Phi3Config as HFPhi3Config
 from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 
 from tutorial_lib.generation import generate
+from tutorial_lib.loading import from_hf, from_pretrained
 from tutorial_lib.phi3 import Phi3ForCausalLM
 
 transformers.logging.set_verbosity_error()
@@ -118,7 +119,7 @@ def build_hf(case: str, **overrides) -> torch.nn.Module:
 @pytest.fixture(scope="module", params=list(CASES))
 def pair(request):
     hf = build_hf(request.param)
-    return request.param, hf, Phi3ForCausalLM.from_hf(hf)
+    return request.param, hf, from_hf(hf)
 
 
 def random_ids(batch: int, seq: int, seed: int = 1) -> torch.Tensor:
@@ -139,7 +140,7 @@ def test_from_hf_logits_match(pair):
 def test_from_pretrained_dir_matches(pair, tmp_path):
     _, hf, _ = pair
     hf.save_pretrained(tmp_path)
-    ours = Phi3ForCausalLM.from_pretrained(tmp_path, device="cpu")
+    ours = from_pretrained(tmp_path, device="cpu")
     ids = random_ids(1, 20, seed=2)
     torch.testing.assert_close(ours(ids).logits, hf(ids).logits, atol=ATOL, rtol=0)
 
@@ -150,7 +151,7 @@ def test_from_pretrained_sharded_dir_matches(tmp_path):
     hf.save_pretrained(tmp_path, max_shard_size="50KB")
     assert (tmp_path / "model.safetensors.index.json").is_file()
     assert len(list(tmp_path.glob("model-*.safetensors"))) > 1
-    ours = Phi3ForCausalLM.from_pretrained(str(tmp_path), device="cpu")
+    ours = from_pretrained(str(tmp_path), device="cpu")
     ids = random_ids(1, 12)
     torch.testing.assert_close(ours(ids).logits, hf(ids).logits, atol=ATOL, rtol=0)
 
@@ -159,7 +160,7 @@ def test_from_pretrained_sharded_dir_matches(tmp_path):
 def test_short_sequence_uses_longrope_short_factors():
     # 12 tokens fit in original_max_position_embeddings=16: the short factors apply.
     hf = build_hf("phi3-longrope")
-    ours = Phi3ForCausalLM.from_hf(hf)
+    ours = from_hf(hf)
     ids = random_ids(1, 12)
     torch.testing.assert_close(ours(ids).logits, hf(ids).logits, atol=ATOL, rtol=0)
 
@@ -232,7 +233,7 @@ def test_greedy_generation_of_padded_batch_matches_transformers(pair):
 def test_seeded_sampling_matches_transformers():
     # Same weights, same filtered distribution, same RNG draws: the same sampled tokens.
     hf = build_hf("phi3-gqa")
-    ours = Phi3ForCausalLM.from_hf(hf)
+    ours = from_hf(hf)
     prompt = random_ids(1, 6, seed=5)
     settings = dict(temperature=0.8, top_k=20, top_p=0.9)
     torch.manual_seed(123)

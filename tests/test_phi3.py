@@ -8,8 +8,9 @@ import torch
 from transformers import Phi3Config as HFPhi3Config
 from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 
+from tutorial_lib.cache import KVCache
 from tutorial_lib.loading import config_from_hf
-from tutorial_lib.phi3 import KVCache, Phi3Config, Phi3ForCausalLM
+from tutorial_lib.phi3 import Phi3Config, Phi3ForCausalLM
 
 # Phi-3-mini-4k-instruct's sizes (its config.json), with 2 of its 32 layers.
 PHI3_MINI = dict(
@@ -74,11 +75,11 @@ def test_tied_embeddings_share_one_matrix():
         ),
         (
             dict(rope_parameters=dict(rope_type="default", rope_theta=1, partial_rotary_factor=0)),
-            r"partial_rotary_factor=0 must be in \(0, 1\]",
+            r"partial_rotary_factor=0 must be a number in \(0, 1\]",
         ),
         (
             dict(rope_parameters=dict(rope_type="default", rope_theta=1, partial_rotary_factor=2)),
-            r"partial_rotary_factor=2 must be in \(0, 1\]",
+            r"partial_rotary_factor=2 must be a number in \(0, 1\]",
         ),
         (
             dict(
@@ -100,7 +101,10 @@ def test_tied_embeddings_share_one_matrix():
             dict(rope_parameters=dict(rope_type="yarn", rope_theta=1e4, factor=4.0)),
             r"rope_type='yarn' needs 'original_max_position_embeddings' in rope_parameters",
         ),
-        (dict(sliding_window=0), r"sliding_window=0 must be None or >= 1"),
+        (
+            dict(sliding_window=0),
+            r"sliding_window=0 must be an integer >= 1 \(or None: no window\)",
+        ),
     ],
 )
 def test_bad_config_raises(kwargs, message):

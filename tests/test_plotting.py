@@ -233,12 +233,12 @@ def test_top_k_bar_accepts_a_torch_tensor():
 
 @pytest.mark.parametrize("k", [0, 6, -1])
 def test_top_k_bar_rejects_k_out_of_range(k):
-    with pytest.raises(ValueError, match=rf"k must be between 1 and len\(scores\)=5, got k={k}"):
+    with pytest.raises(ValueError, match=rf"k={k} must be an integer in \[1, 5\]"):
         top_k_bar(WORDS, SCORES, k=k)
 
 
 def test_top_k_bar_rejects_a_k_that_is_not_an_int():
-    with pytest.raises(TypeError, match=r"k must be an int, got 2.5"):
+    with pytest.raises(TypeError, match=r"k=2.5 must be an integer in \[1, 5\], got float"):
         top_k_bar(WORDS, SCORES, k=2.5)
 
 

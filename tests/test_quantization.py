@@ -19,7 +19,7 @@ from transformers import Phi3ForCausalLM as HFPhi3ForCausalLM
 
 from tutorial_lib import DEFAULT_MODEL
 from tutorial_lib.generation import generate
-from tutorial_lib.loading import load
+from tutorial_lib.loading import from_hf, load
 from tutorial_lib.phi3 import Phi3ForCausalLM
 from tutorial_lib.quantization import (
     DENSE_MIN_TOKENS,
@@ -62,7 +62,7 @@ def hf_tiny(tie: bool = True) -> HFPhi3ForCausalLM:
 
 def tiny(dtype: torch.dtype = torch.float32, tie: bool = True) -> Phi3ForCausalLM:
     """A tiny Phi-3 with random weights (from transformers, through our loader)."""
-    return Phi3ForCausalLM.from_hf(hf_tiny(tie)).to(dtype)
+    return from_hf(hf_tiny(tie)).to(dtype)
 
 
 def ids(batch: int = 1, seq: int = 8, seed: int = 0) -> torch.Tensor:
@@ -194,36 +194,36 @@ def dequantized_copy(model: Phi3ForCausalLM, reference: Phi3ForCausalLM) -> Phi3
     return reference
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_quantized_model_equals_model_with_dequantized_weights(bits):
-    model = quantize_weights(tiny(), bits)
+@pytest.mark.parametrize("fmt", ["int8", "int4"])
+def test_quantized_model_equals_model_with_dequantized_weights(fmt):
+    model = quantize_weights(tiny(), fmt)
     reference = dequantized_copy(model, tiny())
     x = ids(2, 10)
     torch.testing.assert_close(model(x).logits, reference(x).logits, atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize(("dtype", "bits"), [(torch.float32, 8), (torch.float32, 4)])
+@pytest.mark.parametrize(("dtype", "fmt"), [(torch.float32, "int8"), (torch.float32, "int4")])
 @torch.inference_mode()
-def test_simulated_quantization_gives_the_quantized_models_logits(dtype, bits):
+def test_simulated_quantization_gives_the_quantized_models_logits(dtype, fmt):
     x = ids(2, 10)
-    quantized = quantize_weights(tiny(dtype), bits)
-    simulated = simulate_quantization(tiny(dtype), bits)
+    quantized = quantize_weights(tiny(dtype), fmt)
+    simulated = simulate_quantization(tiny(dtype), fmt)
     assert isinstance(simulated.lm_head, nn.Linear)
     assert simulated.lm_head.weight is not simulated.model.embed_tokens.weight  # untied copy
     torch.testing.assert_close(simulated(x).logits, quantized(x).logits, atol=1e-4, rtol=1e-4)
-    with pytest.raises(ValueError, match="bits=3"):
-        simulate_quantization(tiny(), 3)
+    with pytest.raises(ValueError, match="quantize='int3'"):
+        simulate_quantization(tiny(), "int3")
 
 
 @pytest.mark.parametrize(
-    ("dtype", "bits", "tolerance"),
-    [(torch.float32, 8, 0.05), (torch.bfloat16, 8, 0.05), (torch.bfloat16, 4, 0.4)],
+    ("dtype", "fmt", "tolerance"),
+    [(torch.float32, "int8", 0.05), (torch.bfloat16, "int8", 0.05), (torch.bfloat16, "int4", 0.4)],
 )
 @torch.inference_mode()
-def test_quantized_logits_stay_close_to_fp32(dtype, bits, tolerance):
+def test_quantized_logits_stay_close_to_fp32(dtype, fmt, tolerance):
     x = ids(2, 12)
     fp32 = tiny()(x).logits
-    got = quantize_weights(tiny(dtype), bits)(x).logits.float()
+    got = quantize_weights(tiny(dtype), fmt)(x).logits.float()
     # RMS error relative to the spread of the logits. Random weights have no outliers to
     # hide behind, so int4 (16 levels per group of 32) is visibly rougher than int8.
     error = float((got - fp32).pow(2).mean().sqrt() / fp32.std())
@@ -235,7 +235,7 @@ def test_lm_head_tied_to_the_embedding_gets_its_own_copy():
     embedding = model.model.embed_tokens.weight.detach().clone()
     before = weight_bytes(model)
     assert weight_bytes(model, per_token=True) == before  # tied: the head reads the table
-    quantize_weights(model, 4, group_size=32)
+    quantize_weights(model, "int4", group_size=32)
     assert isinstance(model.lm_head, Int8Linear)  # the head gets 8 bits by default
     assert isinstance(model.model.layers[0].mlp.down_proj, Int4Linear)
     assert torch.equal(model.model.embed_tokens.weight, embedding)  # the lookup is untouched
@@ -244,13 +244,13 @@ def test_lm_head_tied_to_the_embedding_gets_its_own_copy():
     table = embedding.numel() * 4
     assert weight_bytes(model, per_token=True) == weight_bytes(model) - table
     assert weight_bytes(model, per_token=True) < before / 3
-    untouched = quantize_weights(tiny(tie=True), 8, lm_head_bits=None)
+    untouched = quantize_weights(tiny(tie=True), "int8", lm_head_quantize=None)
     assert untouched.lm_head.weight is untouched.model.embed_tokens.weight
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_quantized_greedy_cached_equals_uncached(bits):
-    model = quantize_weights(tiny(), bits)
+@pytest.mark.parametrize("fmt", ["int8", "int4"])
+def test_quantized_greedy_cached_equals_uncached(fmt):
+    model = quantize_weights(tiny(), fmt)
     prompt = ids(1, 5, seed=3)
     cached = generate(model, prompt, 12, eos_token_id=None)
     uncached = generate(model, prompt, 12, use_cache=False, eos_token_id=None)
@@ -259,7 +259,7 @@ def test_quantized_greedy_cached_equals_uncached(bits):
 
 @torch.inference_mode()
 def test_quantized_bf16_cached_logits_equal_uncached():
-    model = quantize_weights(tiny(torch.bfloat16), 4)
+    model = quantize_weights(tiny(torch.bfloat16), "int4")
     x = ids(1, 9)
     full = model(x).logits[:, -1].float()
     out = model(x[:, :-1], use_cache=True)
@@ -267,9 +267,9 @@ def test_quantized_bf16_cached_logits_equal_uncached():
     torch.testing.assert_close(step, full, atol=0.05 * float(full.std()), rtol=0)
 
 
-@pytest.mark.parametrize("bits", [8, 4])
-def test_quantized_padded_batch_equals_single(bits):
-    model = quantize_weights(tiny(), bits)
+@pytest.mark.parametrize("fmt", ["int8", "int4"])
+def test_quantized_padded_batch_equals_single(fmt):
+    model = quantize_weights(tiny(), fmt)
     short, long = ids(1, 4, seed=4), ids(1, 7, seed=5)
     pad = torch.zeros(1, 3, dtype=torch.long)
     batch = torch.cat([torch.cat([pad, short], dim=1), long])  # left padding
@@ -282,10 +282,11 @@ def test_quantized_padded_batch_equals_single(bits):
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        (dict(bits=3), ValueError, "bits=3"),
-        (dict(bits=8, group_size=32), ValueError, "group_size=32"),
-        (dict(bits=4, group_size=48), ValueError, "group_size=48"),
-        (dict(bits=8, lm_head_bits=2), ValueError, "lm_head_bits=2"),
+        (dict(quantize="int3"), ValueError, "quantize='int3' is not supported; use one of"),
+        (dict(quantize=8), TypeError, r"quantize=8 must be one of \['int8', 'int4'\], got int"),
+        (dict(quantize="int8", group_size=32), ValueError, "group_size=32"),
+        (dict(quantize="int4", group_size=48), ValueError, "group_size=48"),
+        (dict(quantize="int8", lm_head_quantize="int2"), ValueError, "lm_head_quantize='int2'"),
     ],
 )
 def test_bad_arguments_raise(kwargs, error, message):
@@ -295,18 +296,18 @@ def test_bad_arguments_raise(kwargs, error, message):
 
 def test_unsupported_dtype_and_device_raise():
     with pytest.raises(TypeError, match="float16"):
-        quantize_weights(tiny(torch.float16), 8)
+        quantize_weights(tiny(torch.float16), "int8")
     with pytest.raises(ValueError, match="meta"):
-        quantize_weights(tiny().to("meta"), 8)
+        quantize_weights(tiny().to("meta"), "int8")
     with pytest.raises(TypeError, match="Phi3ForCausalLM"):
-        quantize_weights(nn.Linear(4, 4), 8)
+        quantize_weights(nn.Linear(4, 4), "int8")
     with pytest.raises(ValueError, match="quantize='int3'"):
         load(DEFAULT_MODEL, quantize="int3")
 
 
 def test_perplexity_matches_transformers_loss():
     hf = hf_tiny()
-    model = Phi3ForCausalLM.from_hf(hf)
+    model = from_hf(hf)
     x = ids(2, 16)
     with torch.inference_mode():
         expected = math.exp(hf(x, labels=x).loss.item())
@@ -375,44 +376,44 @@ def tiny_moe(dtype: torch.dtype = torch.float32) -> Phi3ForCausalLM:
     return model.to(dtype).eval()
 
 
-@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("fmt", ["int8", "int4"])
 @torch.inference_mode()
-def test_moe_model_quantizes_its_experts(bits):
+def test_moe_model_quantizes_its_experts(fmt):
     from tutorial_lib.moe import MoeExperts
     from tutorial_lib.quantization import QuantizedMoeExperts
 
     x = ids(2, 10)
     fp32 = tiny_moe()
-    quantized = quantize_weights(tiny_moe(), bits)
+    quantized = quantize_weights(tiny_moe(), fmt)
     # Every expert's matrices are quantized; no float expert tensor is left.
     assert not any(isinstance(m, MoeExperts) for m in quantized.modules())
     experts = quantized.model.layers[0].mlp.experts
     assert isinstance(experts, QuantizedMoeExperts) and experts.num_experts == 4
-    linear = Int8Linear if bits == 8 else Int4Linear
+    linear = Int8Linear if fmt == "int8" else Int4Linear
     assert isinstance(experts.experts[3].gate_up_proj, linear)
-    assert weight_bytes(quantized) < weight_bytes(fp32) * (0.4 if bits == 8 else 0.3)
+    assert weight_bytes(quantized) < weight_bytes(fp32) * (0.4 if fmt == "int8" else 0.3)
     # The same rounding as the float model holding the rounded weights ...
-    simulated = simulate_quantization(tiny_moe(), bits)
+    simulated = simulate_quantization(tiny_moe(), fmt)
     torch.testing.assert_close(quantized(x).logits, simulated(x).logits, atol=1e-4, rtol=1e-4)
     # ... and close to the unquantized model.
     reference = fp32(x).logits
     error = float((quantized(x).logits - reference).pow(2).mean().sqrt() / reference.std())
-    assert error < (0.05 if bits == 8 else 0.4), error
+    assert error < (0.05 if fmt == "int8" else 0.4), error
 
 
-@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("fmt", ["int8", "int4"])
 @torch.inference_mode()
-def test_dense_and_moe_quantized_generation_runs_cached(bits):
+def test_dense_and_moe_quantized_generation_runs_cached(fmt):
     for make in (tiny, tiny_moe):
-        model = quantize_weights(make(), bits)
+        model = quantize_weights(make(), fmt)
         cached = generate(model, ids(1, 6), 5, eos_token_id=None)
         uncached = generate(model, ids(1, 6), 5, use_cache=False, eos_token_id=None)
         assert torch.equal(cached, uncached), make.__name__
 
 
-@pytest.mark.parametrize("bits", [8, 4])
+@pytest.mark.parametrize("fmt", ["int8", "int4"])
 @torch.inference_mode()
-def test_shared_expert_is_quantized_with_the_routed_ones(bits):
+def test_shared_expert_is_quantized_with_the_routed_ones(fmt):
     from tutorial_lib.moe import SparseMoeBlock
     from tutorial_lib.quantization import QuantizedSwiGLU, _quantize_moe_block
 
@@ -429,10 +430,10 @@ def test_shared_expert_is_quantized_with_the_routed_ones(bits):
     before = block(x)
 
     def quantized(linear):
-        return Int8Linear.from_linear(linear) if bits == 8 else Int4Linear.from_linear(linear)
+        return Int8Linear.from_linear(linear) if fmt == "int8" else Int4Linear.from_linear(linear)
 
     _quantize_moe_block(block, quantized)
     assert isinstance(block.shared_expert, QuantizedSwiGLU)
     after = block(x)
     error = float((after - before).pow(2).mean().sqrt() / before.std())
-    assert error < (0.05 if bits == 8 else 0.4), error
+    assert error < (0.05 if fmt == "int8" else 0.4), error

@@ -11,10 +11,12 @@ import math
 import pytest
 import torch
 import transformers
+from conftest import TINY_CONFIG, tiny_config
 from transformers import LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 from transformers.models.phi3.modeling_phi3 import Phi3RotaryEmbedding as HFPhi3RotaryEmbedding
 
+from tutorial_lib.loading import from_hf
 from tutorial_lib.phi3 import Phi3Config, Phi3RotaryEmbedding, apply_rotary_pos_emb
 from tutorial_lib.rope import ROPE_TYPES, rope_inv_freq, rope_pairs, rope_scores
 
@@ -176,7 +178,7 @@ def test_legacy_type_key_is_accepted():
         (
             dict(rope_type="default", rope_theta=1e4, partial_rotary_factor=0.0),
             ValueError,
-            r"partial_rotary_factor=0.0 must be in \(0, 1\]",
+            r"partial_rotary_factor=0.0 must be a number in \(0, 1\]",
         ),
     ],
 )
@@ -186,7 +188,7 @@ def test_bad_parameters_raise_clear_errors(params, error, message):
 
 
 def test_bad_head_dim_raises():
-    with pytest.raises(ValueError, match=r"head_dim=1.5 must be an integer >= 2"):
+    with pytest.raises(TypeError, match=r"head_dim=1.5 must be an integer >= 2, got float"):
         rope_inv_freq(dict(rope_type="default", rope_theta=1e4), 1.5, 64)
 
 
@@ -194,18 +196,7 @@ def test_bad_head_dim_raises():
 # The engine with every rope type: tiny random Llama models, transformers' logits
 # --------------------------------------------------------------------------------------
 ATOL = 1e-4
-LLAMA = dict(
-    vocab_size=96,
-    hidden_size=64,
-    intermediate_size=96,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    initializer_range=0.2,
-    bos_token_id=1,
-    eos_token_id=None,
-    pad_token_id=0,
-)
+LLAMA = dict(bos_token_id=1, eos_token_id=None, pad_token_id=0)  # and conftest's TINY_CONFIG
 # (max_position_embeddings, rope_parameters); the original context is 16 positions for all.
 MODEL_CASES = {
     "linear": (64, dict(rope_type="linear", rope_theta=10000.0, factor=4.0)),
@@ -229,7 +220,8 @@ MODEL_CASES = {
 def build_llama(case: str) -> torch.nn.Module:
     """A fresh model: transformers' dynamic RoPE keeps state between calls."""
     max_position_embeddings, rope_parameters = MODEL_CASES[case]
-    config = transformers.LlamaConfig(
+    config = tiny_config(
+        "llama",
         **LLAMA,
         max_position_embeddings=max_position_embeddings,
         rope_parameters=dict(rope_parameters),
@@ -240,17 +232,16 @@ def build_llama(case: str) -> torch.nn.Module:
 
 def random_ids(seq: int, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(3, LLAMA["vocab_size"], (2, seq), generator=g)
+    return torch.randint(3, TINY_CONFIG["vocab_size"], (2, seq), generator=g)
 
 
 @torch.no_grad()
 @pytest.mark.parametrize("seq", [12, 40], ids=["within-16", "past-16"])
 @pytest.mark.parametrize("case", list(MODEL_CASES))
 def test_engine_logits_match_transformers(case, seq):
-    from tutorial_lib.phi3 import Phi3ForCausalLM
 
     hf = build_llama(case)
-    ours = Phi3ForCausalLM.from_hf(hf)
+    ours = from_hf(hf)
     assert ours.config.rope_type == case
     ids = random_ids(seq)
     expected = hf(ids).logits
@@ -262,9 +253,8 @@ def test_engine_logits_match_transformers(case, seq):
 def test_dynamic_frequencies_change_past_the_context():
     # The same 12 tokens at the end of a 40-token sequence are rotated differently than
     # alone: past max_position_embeddings the whole sequence gets slower frequencies.
-    from tutorial_lib.phi3 import Phi3ForCausalLM
 
-    ours = Phi3ForCausalLM.from_hf(build_llama("dynamic"))
+    ours = from_hf(build_llama("dynamic"))
     ids = random_ids(40)
     position_ids = torch.arange(28, 40)[None].expand(2, -1)
     shifted = ours(ids[:, 28:], position_ids=position_ids).logits
@@ -277,10 +267,9 @@ def test_dynamic_frequencies_change_past_the_context():
 def test_engine_greedy_generation_matches_transformers(case, use_cache):
     # A 10-token prompt + 30 new tokens crosses the original context of 16 while generating.
     from tutorial_lib.generation import generate
-    from tutorial_lib.phi3 import Phi3ForCausalLM
 
     hf = build_llama(case)
-    ours = Phi3ForCausalLM.from_hf(hf)
+    ours = from_hf(hf)
     prompt = random_ids(10, seed=3)[:1]
     expected = hf.generate(prompt, max_new_tokens=30, do_sample=False, use_cache=use_cache)
     got = generate(ours, prompt, max_new_tokens=30, use_cache=use_cache)
@@ -288,9 +277,8 @@ def test_engine_greedy_generation_matches_transformers(case, use_cache):
 
 
 def test_dynamic_context_is_factor_times_max_position_embeddings():
-    from tutorial_lib.phi3 import Phi3ForCausalLM
 
-    ours = Phi3ForCausalLM.from_hf(build_llama("dynamic"))
+    ours = from_hf(build_llama("dynamic"))
     assert ours.config.context_length == 64
     with pytest.raises(
         ValueError,
@@ -324,7 +312,7 @@ def test_config_folds_rope_theta_and_partial_rotary_factor_into_rope_parameters(
         ValueError, match=r"rope_theta=100.0 disagrees with rope_parameters\['rope_theta'\]=500.0"
     ):
         Phi3Config(rope_theta=100.0, rope_parameters=dict(rope_type="default", rope_theta=500.0))
-    with pytest.raises(ValueError, match=r"partial_rotary_factor=0 must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"partial_rotary_factor=0 must be a number in \(0, 1\]"):
         Phi3Config(partial_rotary_factor=0)
 
 

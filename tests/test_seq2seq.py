@@ -168,11 +168,11 @@ def test_task_inputs_are_checked():
         human_date("1994-03-23", random.Random(0))
     with pytest.raises(TypeError, match="rng must be a random.Random"):
         human_date(datetime.date(1994, 3, 23), 0)
-    with pytest.raises(TypeError, match="n_train must be an int"):
+    with pytest.raises(TypeError, match="n_train=.* must be an integer, got"):
         make_date_pairs(10.0, 1)
-    with pytest.raises(ValueError, match="n_train and n_test must be >= 0"):
+    with pytest.raises(ValueError, match="n_test=-1 must be an integer >= 0"):
         make_date_pairs(10, -1)
-    with pytest.raises(ValueError, match="max_dates must be >= 1"):
+    with pytest.raises(ValueError, match="max_dates=0 must be an integer >= 1"):
         make_date_pairs(10, 1, max_dates=0)
     with pytest.raises(ValueError, match="must be at most 100,000, got 100,001"):
         make_date_pairs(100_000, 1)
@@ -283,7 +283,7 @@ def test_batches_shift_the_target_and_cover_every_pair_once(data):
     # Without shuffle the order is kept.
     first = next(batches(pairs, src_vocab, tgt_vocab, 4))
     assert "".join(tgt_vocab.decode(first.tgt_out[0].tolist())) == pairs[0][1]
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size=.* must be an integer >= 1"):
         next(batches(pairs, src_vocab, tgt_vocab, 0))
 
 
@@ -509,9 +509,9 @@ def test_training_is_repeatable(data):
 
 def test_model_and_training_inputs_are_checked(data):
     train, _, src_vocab, tgt_vocab = data
-    with pytest.raises(ValueError, match="hidden_size must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="hidden_size=0 must be an integer >= 1"):
         Seq2Seq(10, 10, attention=True, hidden_size=0)
-    with pytest.raises(TypeError, match="src_vocab_size must be an int"):
+    with pytest.raises(TypeError, match="src_vocab_size=.* must be an integer >= 1, got"):
         Seq2Seq(10.0, 10, attention=True)
     with pytest.raises(TypeError, match="attention must be True or False"):
         Seq2Seq(10, 10, attention="yes")
@@ -521,11 +521,11 @@ def test_model_and_training_inputs_are_checked(data):
         model(batch.src, batch.src_mask, batch.tgt_in[:3])
     with pytest.raises(TypeError, match="tgt_in must be a"):
         model(batch.src, batch.src_mask, batch.tgt_in.float())
-    with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="epochs=0 must be an integer >= 1"):
         train_seq2seq(model, train, src_vocab, tgt_vocab, epochs=0)
-    with pytest.raises(ValueError, match="lr must be a number > 0"):
+    with pytest.raises(ValueError, match="lr=-1.0 must be a number > 0"):
         train_seq2seq(model, train, src_vocab, tgt_vocab, epochs=1, lr=-1.0)
-    with pytest.raises(ValueError, match="max_len must be >= 1"):
+    with pytest.raises(ValueError, match="max_len=0 must be an integer >= 1"):
         greedy_decode(model, batch.src, batch.src_mask, tgt_vocab.bos_id, max_len=0)
 
 

@@ -31,12 +31,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any
 
-from transformers import PretrainedConfig
-
 from .phi3 import Phi3Config
+from .validation import check_int, check_number
 
 __all__ = [
     "KV_CACHE_MODEL_TYPES",
@@ -72,12 +70,13 @@ def _model_type(config: Any, supported: tuple[str, ...] = SUPPORTED_MODEL_TYPES)
     """The architecture of ``config``, or a clear error when it is not one of ``supported``."""
     if isinstance(config, Phi3Config):
         return "phi3"
-    if not isinstance(config, PretrainedConfig):
+    # A transformers config is known by its model_type (duck typing: no transformers import).
+    model_type = getattr(config, "model_type", None)
+    if not isinstance(model_type, str):
         raise TypeError(
             "config must be a transformers PretrainedConfig (e.g. LlamaConfig, MixtralConfig) "
             f"or a tutorial_lib Phi3Config, got {type(config).__name__}"
         )
-    model_type = getattr(config, "model_type", None)
     if model_type not in supported:
         raise ValueError(
             f"config.model_type={model_type!r} is not supported; supported: {', '.join(supported)}"
@@ -93,14 +92,6 @@ def _head_dim(config: Any) -> int:
 def _num_kv_heads(config: Any) -> int:
     """Key/value heads: fewer than the query heads for GQA, the same for MHA."""
     return getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
 
 
 def _moe(config: Any, model_type: str) -> _MoE | None:
@@ -130,8 +121,8 @@ def _moe(config: Any, model_type: str) -> _MoE | None:
         return None
     if not any(sparse):
         return None
-    n_experts = _positive_int("num_local_experts (or num_experts)", n_experts)
-    top_k = _positive_int("num_experts_per_tok", config.num_experts_per_tok)
+    n_experts = check_int("num_local_experts (or num_experts)", n_experts, minimum=1)
+    top_k = check_int("num_experts_per_tok", config.num_experts_per_tok, minimum=1)
     if top_k > n_experts:
         raise ValueError(
             f"num_experts_per_tok={top_k} must be at most the number of experts ({n_experts})"
@@ -286,7 +277,8 @@ def kv_cache_bytes(
       ``qk_rope_head_dim`` numbers, shared by all heads (DeepSeek-V3: 512 + 64 numbers,
       against 2 x 128 heads x 128 for plain multi-head attention);
     - **interleaved local/global layers** (Gemma 2/3, or any config with ``layer_types``):
-      a layer that ``config.layer_types`` marks ``"sliding_attention"`` keeps at most ``config.sliding_window`` tokens.
+      a layer that ``config.layer_types`` marks ``"sliding_attention"`` keeps at most
+      ``config.sliding_window`` tokens.
 
     Args:
         config: a config ``parameter_counts`` accepts, or a DeepSeek-V2/V3 or Gemma 2/3 text
@@ -303,15 +295,15 @@ def kv_cache_bytes(
         ValueError: an unsupported architecture, or an argument that is not positive.
     """
     _model_type(config, KV_CACHE_MODEL_TYPES)
-    seq_len = _positive_int("seq_len", seq_len)
-    batch_size = _positive_int("batch_size", batch_size)
-    if isinstance(bytes_per_value, bool) or not isinstance(bytes_per_value, Real):
-        raise TypeError(
-            f"bytes_per_value must be a number (e.g. 2 for bf16, 0.5 for int4), "
-            f"got {bytes_per_value!r} ({type(bytes_per_value).__name__})"
-        )
-    if not bytes_per_value > 0:
-        raise ValueError(f"bytes_per_value must be > 0, got {bytes_per_value}")
+    seq_len = check_int("seq_len", seq_len, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    check_number(
+        "bytes_per_value",
+        bytes_per_value,
+        minimum=0,
+        exclusive_minimum=True,
+        hint="(e.g. 2 for bf16, 0.5 for int4)",
+    )
     # Numbers per sequence, summed over the layers (each layer: tokens kept x numbers each).
     values = sum(_kv_values_per_layer(config, seq_len))
     return math.ceil(values * batch_size * bytes_per_value)

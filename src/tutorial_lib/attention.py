@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from .validation import check_int
+
 __all__ = [
     "scaled_dot_product_attention",
     "causal_mask",
@@ -132,10 +134,7 @@ def _check_mask(mask: object, scores_shape: torch.Size) -> None:
 
 
 def _check_length(name: str, value: object, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name}={value} must be >= {minimum}")
+    check_int(name, value, minimum)
 
 
 def causal_mask(

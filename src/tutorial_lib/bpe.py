@@ -25,6 +25,8 @@ from itertools import pairwise
 
 from tokenizers import pre_tokenizers
 
+from .validation import check_int
+
 __all__ = ["ByteLevelBPE", "byte_alphabet", "count_pairs", "merge_pair", "pretokenize", "train_bpe"]
 
 Pair = tuple[str, str]
@@ -113,11 +115,10 @@ def train_bpe(
     if isinstance(texts, str):
         raise TypeError("texts must be an iterable of str (e.g. a list of documents), not one str")
     n_base = len(special_tokens) + 256
-    if not isinstance(vocab_size, int) or vocab_size < n_base:
-        raise ValueError(
-            f"vocab_size={vocab_size!r} must be an int >= {n_base} "
-            f"({len(special_tokens)} special tokens + 256 byte symbols)"
-        )
+    try:
+        check_int("vocab_size", vocab_size, minimum=n_base)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{e} ({len(special_tokens)} special tokens + 256 byte symbols)") from None
 
     # 1-2. The starting vocabulary, and every distinct word spelled in single bytes, with its count.
     vocab = {token: i for i, token in enumerate([*special_tokens, *byte_alphabet()])}

@@ -35,12 +35,16 @@ context-free grammars with a pushdown automaton and caches the masks of most tok
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import regex
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from .tokenization import token_bytes
+from .validation import check_int, check_optional_int
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedTokenizerBase
 
 __all__ = [
     "ChoiceConstraint",
@@ -88,8 +92,7 @@ def _value_regex(name: str, spec: dict) -> tuple[bytes, int]:
     kind = spec.get("type")
     if kind == "string":
         max_length = spec.get("maxLength", 32)
-        if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 0:
-            raise ValueError(f"property {name!r}: maxLength={max_length!r} must be an int >= 0")
+        check_int(f"property {name!r}: maxLength", max_length, minimum=0)
         # Up to 4 bytes per character, plus the two quotes.
         return b'"' + _JSON_CHAR + b"{0,%d}" % max_length + b'"', 4 * max_length + 2
     if kind == "integer":
@@ -136,9 +139,11 @@ class RegexConstraint:
         top_n: how many of the most likely tokens to check per step (see the module's
             docstring); None checks all of them: every valid token is kept, slowly.
 
-    The constraint follows one generation at a time: the first call (or any call whose ids do
-    not extend the previous call's by one token) marks the start of the output. Rows that
-    have produced the end token are left alone.
+    The constraint is told where the prompt ends when a generation starts: ``begin(prompt_length)``,
+    which ``tutorial_lib.generate`` calls for every generation (before transformers'
+    ``generate``, call it yourself with ``input_ids.shape[1]``). The tokens after the prompt
+    are the output that must match; one constraint object serves one generation at a time
+    and any number of them in turn. Rows that have produced the end token are left alone.
     """
 
     def __init__(
@@ -154,10 +159,7 @@ class RegexConstraint:
             raise TypeError(
                 f"pattern={pattern!r} must be bytes or str, got {type(pattern).__name__}"
             )
-        if top_n is not None and (
-            isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1
-        ):
-            raise ValueError(f"top_n={top_n!r} must be None (all) or an integer >= 1")
+        check_optional_int("top_n", top_n, minimum=1, none_means="all")
         eos_token_id = tokenizer.eos_token_id if eos_token_id is None else eos_token_id
         if not isinstance(eos_token_id, int):
             raise ValueError(
@@ -176,8 +178,7 @@ class RegexConstraint:
         ]
         # first_byte[i]: the first byte of token i; 256 for special and empty tokens.
         self.first_byte = torch.tensor([b[0] if b else 256 for b in self.token_bytes])
-        self._seen: torch.Tensor | None = None  # the ids of the previous call
-        self._prompt_length = 0
+        self.prompt_length: int | None = None  # set by begin(): where the output starts
 
     def is_prefix(self, text: bytes) -> bool:
         """Can ``text`` still grow into a match?"""
@@ -208,18 +209,24 @@ class RegexConstraint:
             raise RuntimeError(f"no token can continue {text!r} towards {self.pattern.pattern!r}")
         return allowed + valid
 
+    def begin(self, prompt_length: int) -> None:
+        """Start a generation whose prompt is ``prompt_length`` tokens (per row, padding
+        included): the tokens after them are the output."""
+        self.prompt_length = check_int("prompt_length", prompt_length, minimum=0)
+
     def _new_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """The ids after the prompt (batch, n_new); a new generation resets the prompt."""
-        seen = self._seen
-        continues = (
-            seen is not None
-            and input_ids.shape == (seen.shape[0], seen.shape[1] + 1)
-            and torch.equal(input_ids[:, :-1], seen)
-        )
-        if not continues:
-            self._prompt_length = input_ids.shape[1]
-        self._seen = input_ids.clone()
-        return input_ids[:, self._prompt_length :]
+        """The ids after the prompt, (batch, n_new)."""
+        if self.prompt_length is None:
+            raise RuntimeError(
+                "call constraint.begin(prompt_length) when a generation starts "
+                "(tutorial_lib.generate does it for you)"
+            )
+        if input_ids.shape[1] < self.prompt_length:
+            raise ValueError(
+                f"input_ids hold {input_ids.shape[1]} tokens, fewer than the prompt's "
+                f"{self.prompt_length} given to begin(): is this the same generation?"
+            )
+        return input_ids[:, self.prompt_length :]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Set the logits of every token that would break the pattern to -inf.

@@ -17,12 +17,17 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+from typing import TYPE_CHECKING
 
 import altair as alt
-import torch
 from altair.utils.html import spec_to_html
 
-from .generation import GroupedLogits
+from .validation import check_int
+
+if TYPE_CHECKING:  # annotations only: chapters 02-03 use controls without torch
+    import torch
+
+    from .generation import GroupedLogits
 
 __all__ = [
     "ControlHTML",
@@ -671,8 +676,7 @@ def attention_heads(
     if text not in texts:
         raise ValueError(f"text={text!r} is not one of the rows' texts {texts}")
     for name, value, count in [("layer", layer, n_layers), ("head", head, n_heads)]:
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < count:
-            raise ValueError(f"{name}={value!r} must be an int in 0..{count - 1}")
+        check_int(name, value, minimum=0, maximum=count - 1)
 
     text_param = alt.param(name="text", value=text)
     if len(texts) > 1:  # a dropdown when there is a text to choose; one text needs none

@@ -25,6 +25,7 @@ from matplotlib.axes import Axes
 from sklearn.decomposition import PCA
 
 from . import assets
+from .validation import check_int
 
 __all__ = [
     "GLOVE",
@@ -219,8 +220,7 @@ def neighbour_rows(
     """
     _check_keyed_vectors(keyed_vectors)
     queries = _word_list(queries, "queries")
-    if isinstance(topn, bool) or not isinstance(topn, int) or topn < 1:
-        raise ValueError(f"topn must be an int >= 1, got {topn!r}")
+    check_int("topn", topn, minimum=1)
     rows = []
     for query in queries:
         positive, negative = parse_query(query)

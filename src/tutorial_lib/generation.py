@@ -13,14 +13,19 @@ The filters run in the order of transformers' ``generate``: temperature, top-k, 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
-from .phi3 import KVCache, Phi3ForCausalLM, check_input_ids
+from .cache import KVCache
+from .phi3 import check_input_ids
+from .validation import check_int, check_number, check_optional_int
+
+if TYPE_CHECKING:  # annotations only
+    from transformers import PreTrainedTokenizerBase
+
+    from .phi3 import Phi3ForCausalLM
 
 __all__ = [
     "GroupedLogits",
@@ -46,17 +51,12 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 # Logits processors: (batch, vocab) logits in, (batch, vocab) logits out
 # --------------------------------------------------------------------------------------
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
 def _check_sampling(temperature: float, top_k: int | None, top_p: float) -> None:
-    if not _is_number(temperature) or temperature < 0:
-        raise ValueError(f"temperature={temperature!r} must be a number >= 0 (0 means greedy)")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k={top_k!r} must be None (no limit) or an integer >= 1")
-    if not _is_number(top_p) or not 0 < top_p <= 1:
-        raise ValueError(f"top_p={top_p!r} must be in (0, 1] (1 means no limit)")
+    check_number("temperature", temperature, minimum=0, hint="(0 means greedy)")
+    check_optional_int("top_k", top_k, minimum=1, none_means="no limit")
+    check_number(
+        "top_p", top_p, minimum=0, maximum=1, exclusive_minimum=True, hint="(1 means no limit)"
+    )
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -157,10 +157,8 @@ def group_logits(logits: torch.Tensor, n_top: int = 25, decimals: int = 2) -> Gr
         raise ValueError(
             f"logits must be a 1-D tensor (vocab,), got {getattr(logits, 'shape', logits)!r}"
         )
-    if isinstance(n_top, bool) or not isinstance(n_top, int) or not 1 <= n_top <= len(logits):
-        raise ValueError(f"n_top={n_top!r} must be an integer in [1, {len(logits)}]")
-    if isinstance(decimals, bool) or not isinstance(decimals, int) or not 0 <= decimals <= 4:
-        raise ValueError(f"decimals={decimals!r} must be an integer in [0, 4]")
+    check_int("n_top", n_top, minimum=1, maximum=len(logits))
+    check_int("decimals", decimals, minimum=0, maximum=4)
     scale = 10**decimals
     units = torch.round(logits.detach().double().cpu() * scale).long()  # (vocab,) integers
     rounded = units.float() / scale  # (vocab,) float32, the same division everywhere
@@ -263,12 +261,7 @@ def _check_prompt(
     max_new_tokens: int,
     attention_mask: torch.Tensor | None,
 ) -> None:
-    if (
-        isinstance(max_new_tokens, bool)
-        or not isinstance(max_new_tokens, int)
-        or max_new_tokens < 1
-    ):
-        raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an integer >= 1")
+    check_int("max_new_tokens", max_new_tokens, minimum=1)
     check_input_ids(input_ids, model.config.vocab_size)
     context = model.config.context_length
     if input_ids.shape[1] + max_new_tokens > context:
@@ -365,6 +358,9 @@ def _generate_tokens(
     eos = torch.tensor(eos_ids, dtype=torch.long, device=device)
     pad = config.pad_token_id if config.pad_token_id is not None else (eos_ids or [0])[0]
     finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    begin = getattr(logits_processor, "begin", None)
+    if callable(begin):
+        begin(ids.shape[1])  # a constraint learns where the prompt ends and its output starts
 
     # The KV cache is allocated once, for the prompt and every token to come.
     cache = KVCache(config, batch, total_length, device, model.dtype) if use_cache else None
@@ -430,7 +426,8 @@ def generate(
         generator: a seeded ``torch.Generator`` for reproducible sampling.
         logits_processor: a callable ``(input_ids, logits) -> logits`` applied to each step's
             (batch, vocab) logits before sampling, such as a transformers ``LogitsProcessor``
-            or a ``tutorial_lib.constrained`` constraint.
+            or a ``tutorial_lib.constrained`` constraint. One with a ``begin(prompt_length)``
+            method (the constraints) is told the prompt's length when the generation starts.
 
     Returns:
         (batch, seq + number of new tokens) token ids.

@@ -13,7 +13,9 @@ files (the weights: one ``model.safetensors``, or shards listed in
    we stack into the 3-D expert tensors of ``tutorial_lib.moe`` (as transformers 5 does);
 4. check every name and shape against the model, then put the tensors in place.
 
-``from_hf`` does steps 2-4 for a model already loaded by ``transformers``.
+``load`` is the one entry point: it does these steps (``from_pretrained``), quantizes if
+asked, and loads the tokenizer. ``from_hf`` does steps 2-4 for a model already loaded by
+``transformers``.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from transformers import AutoConfig, PretrainedConfig, PreTrainedTokenizerBase
 from . import DEFAULT_MODEL, assets
 from .device import default_dtype, get_device
 from .phi3 import Phi3Config, Phi3ForCausalLM
-from .quantization import quantize_weights
+from .quantization import check_quantize_format, quantize_weights
 from .tokenization import load_tokenizer
 
 __all__ = [
+    "LOADABLE_MODEL_TYPES",
     "PRESETS",
     "Preset",
     "config_from_hf",
@@ -77,11 +80,9 @@ PRESETS: dict[str, Preset] = {
 # The environment variable that picks the model of every chapter (see ``chosen_model``).
 MODEL_ENV_VAR = "TUTORIAL_MODEL"
 
-# load(quantize=...): the weight-only formats and their bits (see tutorial_lib.quantization).
-QUANTIZE_FORMATS: dict[str | None, int | None] = {None: None, "int8": 8, "int4": 4}
-
-# The transformers model types whose checkpoints map onto our Phi-3 decoder.
-SUPPORTED_MODEL_TYPES = ("phi3", "llama", "mistral", "mixtral")
+# The transformers model types whose checkpoints map onto our Phi-3 decoder (config_from_hf);
+# architecture.SUPPORTED_MODEL_TYPES, the types whose parameters it counts, is a superset.
+LOADABLE_MODEL_TYPES = ("phi3", "llama", "mistral", "mixtral")
 
 
 # --------------------------------------------------------------------------------------
@@ -155,10 +156,10 @@ def config_from_hf(hf_config: PretrainedConfig) -> Phi3Config:
         ValueError: the architecture or one of its options has no counterpart in Phi-3.
     """
     model_type = getattr(hf_config, "model_type", None)
-    if model_type not in SUPPORTED_MODEL_TYPES:
+    if model_type not in LOADABLE_MODEL_TYPES:
         raise ValueError(
             f"model_type={model_type!r} is not supported; "
-            f"supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+            f"supported: {', '.join(LOADABLE_MODEL_TYPES)}"
         )
     if hf_config.hidden_act != "silu":
         raise ValueError(
@@ -357,6 +358,10 @@ def from_pretrained(
 ) -> Phi3ForCausalLM:
     """Load a checkpoint into our Phi-3 decoder (a ``model_class``: it or a subclass).
 
+    This is the model-building step of ``load`` (steps 1-4 of the module's docstring), without
+    the tokenizer and without quantization: use ``load`` unless you need the model alone or
+    a subclass of ``Phi3ForCausalLM``.
+
     Args:
         name_or_path: a preset (see ``PRESETS``; ``"smollm2-135m-instruct"`` works offline), a
             local Hugging Face directory (config.json + safetensors, single or sharded), or a
@@ -406,17 +411,14 @@ def load(
     ``name`` defaults to ``chosen_model()``: the ``TUTORIAL_MODEL`` environment variable, else
     the offline ``DEFAULT_MODEL``. Takes the same arguments as ``from_pretrained``, plus
     ``quantize``: None (full precision), ``"int8"`` or ``"int4"`` for weight-only quantization
-    on the CPU (see ``tutorial_lib.quantization``); a quantized model computes in bfloat16
-    unless ``dtype`` says otherwise. The quantized kernels are CPU kernels, so with
-    ``quantize`` the model loads onto the CPU even where a GPU is available (and
-    ``TUTORIAL_DEVICE`` is ignored); asking for another ``device`` raises ``ValueError``
-    before anything is loaded. The tokenizer carries the model's chat template (see
-    ``generation.chat``).
+    on the CPU (``quantization.quantize_weights(model, quantize)``, which takes the same format
+    names); a quantized model computes in bfloat16 unless ``dtype`` says otherwise.
+    The quantized kernels are CPU kernels, so with ``quantize`` the model loads onto the CPU
+    even where a GPU is available (and ``TUTORIAL_DEVICE`` is ignored); asking for another
+    ``device`` raises ``ValueError`` before anything is loaded. The tokenizer carries the
+    model's chat template (see ``generation.chat``).
     """
-    if not (quantize is None or isinstance(quantize, str)) or quantize not in QUANTIZE_FORMATS:
-        raise ValueError(
-            f"quantize={quantize!r} is not supported; use one of {list(QUANTIZE_FORMATS)}"
-        )
+    check_quantize_format("quantize", quantize, none_allowed=True)
     if quantize is not None:
         if device is None:
             device = "cpu"  # the int8/int4 kernels run on the CPU only
@@ -432,7 +434,7 @@ def load(
     model_dir = resolve_model_dir(name)
     model = from_pretrained(model_dir, device=device, dtype=dtype)
     if quantize is not None:
-        model = quantize_weights(model, QUANTIZE_FORMATS[quantize])
+        model = quantize_weights(model, quantize)
     # A preset's tokenizer comes from tutorial_lib.tokenization (with its fixes to the
     # offline conversion); any other checkpoint brings its own.
     preset = PRESETS.get(str(name))

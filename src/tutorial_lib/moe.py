@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .validation import check_int
+
 __all__ = [
     "MoeExperts",
     "SharedExpert",
@@ -135,9 +137,6 @@ class SharedExpert(nn.Module):
 # --------------------------------------------------------------------------------------
 # 4. The sparse MoE block
 # --------------------------------------------------------------------------------------
-def _check_positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name}={value!r} must be a positive integer")
 
 
 class SparseMoeBlock(nn.Module):
@@ -176,7 +175,7 @@ class SparseMoeBlock(nn.Module):
             ("num_experts", num_experts),
             ("top_k", top_k),
         ):
-            _check_positive_int(name, value)
+            check_int(name, value, minimum=1)
         if top_k > num_experts:
             raise ValueError(f"top_k={top_k} must be at most num_experts={num_experts}")
         self.hidden_size = hidden_size
@@ -190,7 +189,7 @@ class SparseMoeBlock(nn.Module):
             self.shared_expert = None
             self.shared_expert_gate = None
         else:
-            _check_positive_int("shared_expert_intermediate_size", shared_expert_intermediate_size)
+            check_int("shared_expert_intermediate_size", shared_expert_intermediate_size, minimum=1)
             self.shared_expert = SharedExpert(hidden_size, shared_expert_intermediate_size)
             self.shared_expert_gate = nn.Linear(hidden_size, 1, bias=False)
         self.router_logits: torch.Tensor | None = None
@@ -304,8 +303,7 @@ def load_balancing_loss(router_logits: Sequence[torch.Tensor], top_k: int) -> to
         raise ValueError("router_logits is empty: give one (tokens, num_experts) tensor per layer")
     logits = torch.cat(list(router_logits), dim=0)  # (layers * tokens, num_experts)
     num_experts = logits.shape[-1]
-    if not 1 <= top_k <= num_experts:
-        raise ValueError(f"top_k={top_k} must be between 1 and num_experts={num_experts}")
+    check_int("top_k", top_k, minimum=1, maximum=num_experts)  # at most num_experts
     probs = F.softmax(logits.float(), dim=-1)  # (rows, num_experts)
     chosen = torch.topk(probs, top_k, dim=-1).indices  # (rows, top_k)
     # f_i: assignments per expert, per row (no gradient: counting is not differentiable).

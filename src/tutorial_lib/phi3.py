@@ -5,7 +5,7 @@ Read this file top to bottom; each class is one idea of the transformer decoder:
 1. ``Phi3Config``          - every size and setting of the model, in one plain dataclass
 2. ``Phi3RMSNorm``         - scale each token vector to unit root-mean-square
 3. ``Phi3RotaryEmbedding`` - positions as rotations of the query and key vectors (RoPE)
-4. ``KVCache``             - keys and values of earlier tokens, kept for the next step
+4. ``KVCache``             - keys and values of earlier tokens (``tutorial_lib.cache``)
 5. ``Phi3Attention``       - causal self-attention with a fused q/k/v projection and GQA
 6. ``Phi3MLP``             - the feed-forward network (SwiGLU with a fused gate/up projection)
 7. ``Phi3DecoderLayer``    - pre-norm attention + MLP, each wrapped in a residual connection
@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cache import KVCache
 from .moe import SparseMoeBlock
 from .rope import rope_inv_freq
 from .validation import check_int, check_optional_int, check_positive_float
@@ -139,8 +140,7 @@ class Phi3Config:
             setattr(self, key, rope[key])
         self.rope_parameters = rope
         rope_inv_freq(self.rope_parameters, self.head_dim, self.max_position_embeddings)
-        if self.sliding_window is not None and self.sliding_window < 1:
-            raise ValueError(f"sliding_window={self.sliding_window} must be None or >= 1")
+        check_optional_int("sliding_window", self.sliding_window, 1, none_means="no window")
 
     @property
     def rope_type(self) -> str:
@@ -261,93 +261,6 @@ def apply_rotary_pos_emb(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) 
     x_rot, x_pass = x[..., :rotary_dim], x[..., rotary_dim:]
     # x * cos + rotate_half(x) * sin is the 2-D rotation of every pair of dimensions.
     return torch.cat(((x_rot * cos) + (rotate_half(x_rot) * sin), x_pass), dim=-1)
-
-
-# --------------------------------------------------------------------------------------
-# 4. The KV cache
-# --------------------------------------------------------------------------------------
-class KVCache:
-    """The keys and values of every layer for the tokens seen so far.
-
-    At each generation step only the new token goes through the model; its query attends
-    to the cached keys and values of all earlier tokens instead of recomputing them. The
-    storage is allocated once for ``max_length`` tokens and written in place (it doubles if
-    it ever runs out), so a step copies one token's keys and values, not the whole history.
-
-    The cache keeps its own position: each layer's ``update`` writes after what that layer
-    already holds and moves its count on, as transformers' ``DynamicCache`` does.
-
-    Attributes:
-        keys, values: one tensor per layer, (batch, n_kv_heads, capacity, head_dim).
-        layer_lengths: how many positions each layer holds.
-    """
-
-    def __init__(
-        self,
-        config: Phi3Config,
-        batch_size: int,
-        max_length: int,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        shape = (batch_size, config.num_key_value_heads, max_length, config.head_dim)
-        n_layers = config.num_hidden_layers
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
-        self.layer_lengths = [0] * n_layers
-
-    @property
-    def length(self) -> int:
-        """How many positions every layer holds: the length of the cached sequence."""
-        return min(self.layer_lengths)
-
-    def get_seq_length(self) -> int:
-        """``length``, under transformers' name for it."""
-        return self.length
-
-    @property
-    def capacity(self) -> int:
-        """How many positions fit before the storage has to grow."""
-        return self.keys[0].shape[2]
-
-    def crop(self, length: int) -> None:
-        """Forget every position from ``length`` on (keep positions ``0 ... length - 1``).
-
-        A negative ``length`` drops that many positions from the end, as transformers'
-        ``DynamicCache.crop(-n)`` does. Nothing is copied: the next ``update`` writes over the
-        forgotten positions. Speculative decoding crops the draft tokens the model rejected.
-        """
-        if isinstance(length, bool) or not isinstance(length, int):
-            raise TypeError(f"length must be an int, got {type(length).__name__}")
-        if length < 0:
-            length = max(self.length + length, 0)
-        self.layer_lengths = [min(n, length) for n in self.layer_lengths]
-
-    def update(
-        self, layer_idx: int, key: torch.Tensor, value: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write this step's keys and values, (batch, n_kv_heads, seq, head_dim), after the cached.
-
-        Returns all keys and values of this layer so far, (batch, n_kv_heads, length + seq,
-        head_dim), and counts the new positions as cached.
-        """
-        start = self.layer_lengths[layer_idx]
-        end = start + key.shape[2]
-        if end > self.keys[layer_idx].shape[2]:
-            self._grow(layer_idx, end)
-        self.keys[layer_idx][:, :, start:end] = key
-        self.values[layer_idx][:, :, start:end] = value
-        self.layer_lengths[layer_idx] = end
-        return self.keys[layer_idx][:, :, :end], self.values[layer_idx][:, :, :end]
-
-    def _grow(self, layer_idx: int, needed: int) -> None:
-        """Copy one layer's keys and values into storage at least twice as large (rare)."""
-        filled = self.layer_lengths[layer_idx]
-        for cache in (self.keys, self.values):
-            old = cache[layer_idx]
-            batch, heads, capacity, head_dim = old.shape
-            cache[layer_idx] = old.new_zeros(batch, heads, max(needed, 2 * capacity), head_dim)
-            cache[layer_idx][:, :, :filled] = old[:, :, :filled]
 
 
 # --------------------------------------------------------------------------------------
@@ -663,9 +576,14 @@ class CausalLMOutput(NamedTuple):
 class Phi3ForCausalLM(nn.Module):
     """Phi-3 for next-token prediction: ``Phi3Model`` followed by ``lm_head``.
 
+    The model only computes logits. Loading weights is ``tutorial_lib.load`` (or
+    ``loading.from_hf`` to copy a transformers model); the generation loop is
+    ``tutorial_lib.generate(model, input_ids, max_new_tokens)``. Neither module is imported
+    here: they build on this one.
+
     Example::
 
-        model = Phi3ForCausalLM.from_pretrained("smollm2-135m-instruct")
+        model, tokenizer = tutorial_lib.load("smollm2-135m-instruct")
         hidden = model.model(input_ids)[0]  # (1, T, hidden_size)
         logits = model.lm_head(hidden)  # (1, T, vocab_size), the same as model(input_ids).logits
     """
@@ -720,29 +638,3 @@ class Phi3ForCausalLM(nn.Module):
     def dtype(self) -> torch.dtype:
         """The precision of the weights and activations (the embedding's: see ``device``)."""
         return self.model.embed_tokens.weight.dtype
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> Phi3ForCausalLM:
-        """Load a preset, a local Hugging Face directory or a hub id (see ``loading``)."""
-        # Imported here, not at the top: loading builds on this module, never the reverse.
-        from .loading import from_pretrained
-
-        return from_pretrained(name_or_path, device=device, dtype=dtype, model_class=cls)
-
-    @classmethod
-    def from_hf(cls, hf_model: nn.Module) -> Phi3ForCausalLM:
-        """Copy a transformers Phi-3, Llama, Mistral or Mixtral model (see ``loading.from_hf``)."""
-        from .loading import from_hf
-
-        return from_hf(hf_model, model_class=cls)
-
-    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
-        """Prompt plus new tokens; see ``tutorial_lib.generation.generate`` for the options."""
-        from .generation import generate
-
-        return generate(self, input_ids, max_new_tokens, **kwargs)

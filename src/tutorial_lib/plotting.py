@@ -19,13 +19,14 @@ ends the cell with ``plt.show()``. None changes matplotlib's global settings.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from numbers import Integral
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.ticker import MaxNLocator
+
+from .validation import check_int
 
 __all__ = ["CMAP", "BAR_COLOR", "grouped_bar", "heatmap", "top_k_bar"]
 
@@ -159,10 +160,7 @@ def top_k_bar(
     labels = _as_labels(labels, "labels", len(values), "scores")
     if k is None:
         k = len(values)
-    if isinstance(k, bool) or not isinstance(k, Integral):
-        raise TypeError(f"k must be an int, got {k!r} ({type(k).__name__})")
-    if not 1 <= k <= len(values):
-        raise ValueError(f"k must be between 1 and len(scores)={len(values)}, got k={k}")
+    check_int("k", k, minimum=1, maximum=len(values))  # at most len(scores)
 
     # Indices of the k largest scores, largest first ("stable" keeps ties in input order).
     top = np.argsort(-values, kind="stable")[:k]  # (k,)

@@ -38,11 +38,12 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .moe import MoeExperts, SharedExpert, SparseMoeBlock
 from .phi3 import Phi3ForCausalLM
+from .validation import check_int
 
 __all__ = [
     "Int4Linear",
     "Int8Linear",
-    "QUANTIZE_BITS",
+    "QUANTIZE_FORMATS",
     "QuantizedMoeExperts",
     "QuantizedSwiGLU",
     "dequantize_int4",
@@ -56,7 +57,10 @@ __all__ = [
     "weight_bytes",
 ]
 
-QUANTIZE_BITS = (8, 4)
+# The weight-only formats, by the one name used everywhere (``load(quantize=...)``,
+# ``quantize_weights``, ``simulate_quantization``), and their bits per weight: int8 is absmax
+# with one scale per output channel, int4 asymmetric with a scale and a minimum per group.
+QUANTIZE_FORMATS: dict[str, int] = {"int8": 8, "int4": 4}
 DEFAULT_INT4_GROUP_SIZE = 32  # as GGUF's Q4_0 / Q4_1 blocks
 # The dtypes the activations may have: the kernels take float32 (slow) and bfloat16 (fast).
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16)
@@ -105,8 +109,7 @@ def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 # 2. int4: asymmetric, per group of inputs
 # --------------------------------------------------------------------------------------
 def _check_group_size(group_size: int, in_features: int) -> None:
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 2:
-        raise ValueError(f"group_size={group_size!r} must be an integer >= 2")
+    check_int("group_size", group_size, minimum=2)
     if in_features % group_size != 0:
         raise ValueError(
             f"group_size={group_size} must divide the layer's input size {in_features}"
@@ -351,14 +354,23 @@ def _quantize_moe_block(block: SparseMoeBlock, quantized) -> None:
         )
 
 
+def check_quantize_format(name: str, value: object, *, none_allowed: bool = False) -> None:
+    """Raise unless ``value`` is a format of ``QUANTIZE_FORMATS`` (or None, if allowed)."""
+    if value is None and none_allowed:
+        return
+    allowed = [*QUANTIZE_FORMATS, *([None] if none_allowed else [])]
+    if not isinstance(value, str):
+        raise TypeError(f"{name}={value!r} must be one of {allowed}, got {type(value).__name__}")
+    if value not in QUANTIZE_FORMATS:
+        raise ValueError(f"{name}={value!r} is not supported; use one of {allowed}")
+
+
 def _check_quantize_arguments(
-    model: Phi3ForCausalLM, bits: int, group_size: int | None, lm_head_bits: int | None
+    model: Phi3ForCausalLM, quantize: str, group_size: int | None, lm_head_quantize: str | None
 ) -> None:
-    if bits not in QUANTIZE_BITS:
-        raise ValueError(f"bits={bits!r} is not supported; use 8 or 4")
-    if lm_head_bits is not None and lm_head_bits not in QUANTIZE_BITS:
-        raise ValueError(f"lm_head_bits={lm_head_bits!r} is not supported; use 8, 4 or None")
-    if bits == 8 and group_size is not None:
+    check_quantize_format("quantize", quantize)
+    check_quantize_format("lm_head_quantize", lm_head_quantize, none_allowed=True)
+    if quantize == "int8" and group_size is not None:
         raise ValueError(
             f"group_size={group_size!r}: int8 uses one scale per output channel; "
             "pass group_size=None"
@@ -380,16 +392,17 @@ def _check_quantize_arguments(
 
 def quantize_weights(
     model: Phi3ForCausalLM,
-    bits: int,
+    quantize: str,
+    *,
     group_size: int | None = None,
-    lm_head_bits: int | None = 8,
+    lm_head_quantize: str | None = "int8",
 ) -> Phi3ForCausalLM:
     """Replace the model's linear layers, in place, by weight-only quantized ones.
 
     Quantizes ``qkv_proj``, ``o_proj``, ``gate_up_proj`` and ``down_proj`` of every layer to
-    ``bits`` (in a mixture-of-experts layer: both matrices of every expert and of the shared
+    ``quantize`` (in a mixture-of-experts layer: both matrices of every expert and of the shared
     expert, which hold most of an MoE's bytes; the router stays in full precision), and the
-    LM head to ``lm_head_bits``. The LM head is the most sensitive matrix
+    LM head to ``lm_head_quantize``. The LM head is the most sensitive matrix
     (its errors go straight into the logits), so by default it gets 8 bits even in an int4
     model, as llama.cpp keeps its output matrix at higher precision. When the LM head is tied
     to the token embedding (as in SmolLM2), it gets its own quantized copy and the embedding
@@ -399,24 +412,26 @@ def quantize_weights(
 
     Args:
         model: a ``Phi3ForCausalLM`` on the CPU in float32 or bfloat16.
-        bits: 8 (absmax per output channel) or 4 (asymmetric per group of inputs).
+        quantize: ``"int8"`` (absmax per output channel) or ``"int4"`` (asymmetric per group
+            of inputs): the names of ``QUANTIZE_FORMATS``, as in ``load(quantize=...)``.
         group_size: int4 only: inputs per group (default 32, which must divide every layer's
             input size); int8 always uses one scale per output channel.
-        lm_head_bits: 8 or 4 for the LM head (4 uses ``group_size``), or None to leave it as is.
+        lm_head_quantize: ``"int8"`` or ``"int4"`` for the LM head (int4 uses
+            ``group_size``), or None to leave it as is.
 
     Returns:
         The same model object, quantized.
 
     Raises:
-        ValueError: unsupported ``bits``/``group_size``/device; TypeError: unsupported dtype.
+        ValueError: unsupported format/``group_size``/device; TypeError: unsupported dtype.
     """
-    _check_quantize_arguments(model, bits, group_size, lm_head_bits)
+    _check_quantize_arguments(model, quantize, group_size, lm_head_quantize)
     group_size = DEFAULT_INT4_GROUP_SIZE if group_size is None else group_size
 
-    def quantized(linear: nn.Module, n_bits: int = bits) -> nn.Module:
+    def quantized(linear: nn.Module, fmt: str = quantize) -> nn.Module:
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"expected an nn.Linear to quantize, got {type(linear).__name__}")
-        if n_bits == 8:
+        if fmt == "int8":
             return Int8Linear.from_linear(linear)
         return Int4Linear.from_linear(linear, group_size)
 
@@ -429,24 +444,25 @@ def quantize_weights(
             else:
                 mlp.gate_up_proj = quantized(mlp.gate_up_proj)
                 mlp.down_proj = quantized(mlp.down_proj)
-        if lm_head_bits is not None:
+        if lm_head_quantize is not None:
             # A new module: a tied embedding keeps its own full-precision matrix.
-            model.lm_head = quantized(model.lm_head, lm_head_bits)
+            model.lm_head = quantized(model.lm_head, lm_head_quantize)
     return model
 
 
-def _round_trip(weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
+def _round_trip(weight: torch.Tensor, fmt: str, group_size: int) -> torch.Tensor:
     """``weight`` rounded onto the int8 or int4 grid and back, in its own dtype."""
-    if bits == 8:
+    if fmt == "int8":
         return dequantize_int8(*quantize_int8(weight)).to(weight.dtype)
     return dequantize_int4(*quantize_int4(weight, group_size), group_size).to(weight.dtype)
 
 
 def simulate_quantization(
     model: Phi3ForCausalLM,
-    bits: int,
+    quantize: str,
+    *,
     group_size: int | None = None,
-    lm_head_bits: int | None = 8,
+    lm_head_quantize: str | None = "int8",
 ) -> Phi3ForCausalLM:
     """Round the weights as ``quantize_weights`` does, but keep them as float ``nn.Linear``.
 
@@ -454,7 +470,7 @@ def simulate_quantization(
     memory or speed gain, but its quality can be measured quickly on long texts and on any
     CPU ("simulated" or "fake" quantization). Arguments as for ``quantize_weights``.
     """
-    _check_quantize_arguments(model, bits, group_size, lm_head_bits)
+    _check_quantize_arguments(model, quantize, group_size, lm_head_quantize)
     group_size = DEFAULT_INT4_GROUP_SIZE if group_size is None else group_size
     with torch.no_grad():
         for layer in model.model.layers:
@@ -469,10 +485,10 @@ def simulate_quantization(
             else:
                 weights += [mlp.gate_up_proj.weight, mlp.down_proj.weight]
             for weight in weights:
-                weight.copy_(_round_trip(weight, bits, group_size))
-        if lm_head_bits is not None:
+                weight.copy_(_round_trip(weight, quantize, group_size))
+        if lm_head_quantize is not None:
             # A new matrix: a tied embedding keeps its own full-precision one.
-            rounded = _round_trip(model.lm_head.weight, lm_head_bits, group_size)
+            rounded = _round_trip(model.lm_head.weight, lm_head_quantize, group_size)
             model.lm_head = nn.Linear(rounded.shape[1], rounded.shape[0], bias=False)
             model.lm_head.weight = nn.Parameter(rounded, requires_grad=False)
     return model
@@ -511,8 +527,7 @@ def memory_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
     of decoding: ``tokens/s <= memory_bandwidth() / weight_bytes(model, per_token=True)``.
     Uses torch's current number of threads.
     """
-    if isinstance(megabytes, bool) or not isinstance(megabytes, int) or megabytes < 1:
-        raise ValueError(f"megabytes={megabytes!r} must be an integer >= 1")
+    check_int("megabytes", megabytes, minimum=1)
     source = torch.ones(megabytes * 2**20 // 4)  # float32: 4 bytes each
     target = torch.empty_like(source)
     target.copy_(source)  # the first write maps the memory pages; not timed

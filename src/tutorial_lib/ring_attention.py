@@ -39,6 +39,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from .attention import causal_mask
+from .validation import check_int
 
 __all__ = ["ring_attention"]
 
@@ -160,10 +161,7 @@ def _check_inputs(
             f"query, key and value must have one dtype, got {query.dtype}, {key.dtype}, "
             f"{value.dtype}"
         )
-    if isinstance(world_size, bool) or not isinstance(world_size, int):
-        raise TypeError(f"world_size must be an int, got {type(world_size).__name__}")
-    if world_size < 1:
-        raise ValueError(f"world_size={world_size} must be >= 1 (the number of processes)")
+    check_int("world_size", world_size, minimum=1)  # the number of processes
     seq = query.shape[2]
     if seq % world_size:
         raise ValueError(

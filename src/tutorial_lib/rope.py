@@ -34,6 +34,8 @@ import math
 
 import torch
 
+from .validation import check_int, check_number
+
 __all__ = [
     "ROPE_TYPES",
     "longrope_attention_scaling",
@@ -113,11 +115,11 @@ def _check_rope_parameters(rope_parameters: dict, head_dim: int) -> str:
     for key in ("rope_theta", *_REQUIRED_KEYS[rope_type]):
         if rope_parameters.get(key) is None:
             raise ValueError(f"rope_type={rope_type!r} needs {key!r} in rope_parameters")
-    if not (isinstance(head_dim, int) and head_dim >= 2):
-        raise ValueError(f"head_dim={head_dim!r} must be an integer >= 2")
+    check_int("head_dim", head_dim, minimum=2)
     partial_rotary_factor = rope_parameters.get("partial_rotary_factor", 1.0)
-    if not 0.0 < partial_rotary_factor <= 1.0:
-        raise ValueError(f"partial_rotary_factor={partial_rotary_factor} must be in (0, 1]")
+    check_number(
+        "partial_rotary_factor", partial_rotary_factor, minimum=0, maximum=1, exclusive_minimum=True
+    )
     if rope_type == "longrope":
         n_freqs = int(head_dim * partial_rotary_factor) // 2
         for key in ("short_factor", "long_factor"):

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .validation import check_int, check_positive_float
+
 __all__ = [
     "human_date",
     "make_date_pairs",
@@ -230,12 +232,10 @@ def make_date_pairs(
         ("max_dates", max_dates),
         ("seed", seed),
     ):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if n_train < 0 or n_test < 0:
-        raise ValueError(f"n_train and n_test must be >= 0, got {n_train} and {n_test}")
-    if max_dates < 1:
-        raise ValueError(f"max_dates must be >= 1, got {max_dates}")
+        check_int(name, value)
+    check_int("n_train", n_train, minimum=0)
+    check_int("n_test", n_test, minimum=0)
+    check_int("max_dates", max_dates, minimum=1)
     if n_train + n_test > MAX_PAIRS:
         raise ValueError(
             f"n_train + n_test must be at most {MAX_PAIRS:,}, got {n_train + n_test:,}"
@@ -401,8 +401,7 @@ def batches(
     that a batch of one-date targets does not run as many decoder steps as the longest
     target; the batches come in a shuffled order.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_int("batch_size", batch_size, minimum=1)
     order = list(range(len(pairs)))
     if shuffle:
         order = torch.randperm(len(pairs), generator=generator).tolist()
@@ -608,7 +607,7 @@ class Seq2Seq(nn.Module):
             ("embed_dim", embed_dim),
             ("hidden_size", hidden_size),
         ):
-            _check_positive_int(name, value)
+            check_int(name, value, minimum=1)
         if not isinstance(attention, bool):
             raise TypeError(f"attention must be True or False, got {attention!r}")
         self.encoder = Encoder(src_vocab_size, embed_dim, hidden_size, pad_id)
@@ -661,13 +660,6 @@ class Seq2Seq(nn.Module):
         return logits, weights
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-
-
 def _check_ids(name: str, ids: object) -> None:
     if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.ndim != 2:
         got = (
@@ -715,9 +707,8 @@ def train_seq2seq(
     The loss is the cross-entropy of each next target token, padding excluded. The batch
     order is drawn from ``seed``: the same call on the same model trains the same weights.
     """
-    _check_positive_int("epochs", epochs)
-    if not isinstance(lr, float | int) or not lr > 0:
-        raise ValueError(f"lr must be a number > 0, got {lr!r}")
+    check_int("epochs", epochs, minimum=1)
+    check_positive_float("lr", lr)
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     # The learning rate falls from lr to 0 along a cosine: big steps first, small ones last.
@@ -754,7 +745,7 @@ def greedy_decode(
     first ``<eos>``) and ``(batch, max_len, src_len)`` attention weights (``None`` without
     attention).
     """
-    _check_positive_int("max_len", max_len)
+    check_int("max_len", max_len, minimum=1)
     states, context, keys = model.encode(src, src_mask)
     state = model.decoder.start(context)  # (batch, hidden)
     token = torch.full((src.shape[0],), bos_id, dtype=torch.long)  # (batch,) <bos> first
