@@ -4,6 +4,8 @@ The engine's MoE path (Mixtral through ``from_hf``/``from_pretrained``, cached a
 generation) is covered by the "mixtral-*" cases of tests/test_parity.py.
 """
 
+import math
+
 import pytest
 import torch
 import transformers
@@ -25,7 +27,17 @@ from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBl
 
 from tutorial_lib.generation import generate
 from tutorial_lib.loading import from_hf
-from tutorial_lib.moe import SparseMoeBlock, load_balancing_loss, router_choices, upcycle
+from tutorial_lib.moe import (
+    SparseMoeBlock,
+    capacity_keep_mask,
+    expert_capacity,
+    expert_mlp,
+    load_balancing_loss,
+    noisy_top_k_gating,
+    router_choices,
+    router_z_loss,
+    upcycle,
+)
 from tutorial_lib.phi3 import Phi3Config, Phi3ForCausalLM
 
 transformers.logging.set_verbosity_error()
@@ -295,3 +307,169 @@ def test_router_choices_rejects_a_dense_model_and_batches():
     moe = upcycle(tiny_dense_model(), num_experts=4, top_k=2)
     with pytest.raises(ValueError, match="input_ids"):
         router_choices(moe, torch.zeros(2, 3, dtype=torch.long))
+
+
+# --------------------------------------------------------------------------------------
+# Noisy top-k gating (Shazeer et al., 2017): against the paper's equations written out
+# --------------------------------------------------------------------------------------
+def test_noisy_top_k_gating_is_the_papers_equations():
+    g = torch.Generator().manual_seed(0)
+    logits, noise_logits, noise = (torch.randn(9, 6, generator=g) for _ in range(3))
+    noisy, weights, index = noisy_top_k_gating(logits, noise_logits, 2, noise=noise)
+    # H(x) = x W_g + N(0, 1) * softplus(x W_noise); G(x) = softmax(KeepTopK(H(x), k))
+    by_hand = logits + noise * torch.log1p(torch.exp(noise_logits))
+    torch.testing.assert_close(noisy, by_hand)
+    kth = by_hand.topk(2, dim=-1).values[:, -1:]  # (tokens, 1): the k-th largest
+    gates = by_hand.masked_fill(by_hand < kth, float("-inf")).softmax(dim=-1)  # (9, 6)
+    assert torch.equal((gates > 0).sum(-1), torch.full((9,), 2))
+    torch.testing.assert_close(weights, gates.gather(1, index))
+    torch.testing.assert_close(weights.sum(-1), torch.ones(9))
+
+
+def test_noisy_top_k_gating_without_noise_is_the_blocks_routing():
+    block = SparseMoeBlock(HIDDEN, 8, num_experts=5, top_k=2)
+    block.reset_parameters(std=0.5)
+    x = torch.randn(11, HIDDEN, generator=torch.Generator().manual_seed(1))
+    logits, weights, index = block.route(x)
+    # softplus(-100) is about 4e-44: no noise, so plain top-k with renormalised weights
+    _, noisy_weights, noisy_index = noisy_top_k_gating(
+        logits, torch.full_like(logits, -100.0), 2, generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(noisy_index, index)
+    torch.testing.assert_close(noisy_weights, weights)
+
+
+def test_noisy_top_k_gating_at_zero_initialisation_spreads_the_load():
+    zeros = torch.zeros(4000, 8)  # W_g = W_noise = 0, the paper's initialisation
+    _, weights, index = noisy_top_k_gating(
+        zeros, zeros, 2, generator=torch.Generator().manual_seed(0)
+    )
+    load = torch.bincount(index.flatten(), minlength=8) / index.numel()
+    assert (load - 1 / 8).abs().max() < 0.02  # random experts: an even load
+    torch.testing.assert_close(weights.sum(-1), torch.ones(4000))
+    assert (weights[:, 0] >= weights[:, 1]).all()  # the largest noisy logit first
+    # plain top-k breaks the ties the same way for every token: two experts get everything
+    assert len(set(torch.topk(zeros, 2).indices.flatten().tolist())) == 2
+
+
+def test_noisy_top_k_gating_trains_the_noise_and_checks_shapes():
+    logits = torch.randn(5, 4, requires_grad=True)
+    noise_logits = torch.randn(5, 4, requires_grad=True)
+    noisy, weights, _ = noisy_top_k_gating(logits, noise_logits, 2)
+    (weights[:, 0].sum() + noisy.sum()).backward()
+    assert noise_logits.grad is not None and noise_logits.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="one shape"):
+        noisy_top_k_gating(torch.zeros(5, 4), torch.zeros(5, 3), 2)
+    with pytest.raises(ValueError, match="top_k=5"):
+        noisy_top_k_gating(torch.zeros(5, 4), torch.zeros(5, 4), 5)
+
+
+# --------------------------------------------------------------------------------------
+# Expert capacity: against transformers' Switch router (top-1) and a loop (top-k)
+# --------------------------------------------------------------------------------------
+def test_expert_capacity_formula():
+    assert expert_capacity(64, 8, 2, 1.0) == 16
+    assert expert_capacity(64, 8, 2, 1.25) == 20
+    assert expert_capacity(10, 4, 1, 1.0) == 3  # ceil(2.5)
+    assert expert_capacity(64, 8, 2, 4.0) == 64  # factor E / k: every token fits
+    for bad in (0, -1.0, True):
+        with pytest.raises(ValueError, match="capacity_factor"):
+            expert_capacity(64, 8, 2, bad)
+
+
+@pytest.mark.parametrize("capacity", [1, 3, 6])
+def test_capacity_keep_mask_top1_matches_the_switch_router(capacity):
+    from transformers import SwitchTransformersConfig
+    from transformers.models.switch_transformers.modeling_switch_transformers import (
+        SwitchTransformersTop1Router,
+    )
+
+    config = SwitchTransformersConfig(
+        d_model=HIDDEN, num_experts=4, expert_capacity=capacity, router_jitter_noise=0.0
+    )
+    router = SwitchTransformersTop1Router(config)
+    torch.nn.init.normal_(router.classifier.weight, std=0.5)
+    x = torch.randn(3, 12, HIDDEN, generator=torch.Generator().manual_seed(capacity))
+    with torch.no_grad():
+        dispatch, _, logits = router(x)  # (3, 12, 4) one-hot, dropped tokens all zero
+    for group in range(3):  # transformers' groups are the sequences
+        index = logits[group].argmax(-1, keepdim=True)  # (12, 1)
+        keep = capacity_keep_mask(index, 4, capacity)
+        assert torch.equal(keep[:, 0], dispatch[group].sum(-1) > 0)
+
+
+def test_capacity_keep_mask_top2_fills_first_choices_first():
+    g = torch.Generator().manual_seed(0)
+    index = torch.stack([torch.randperm(5, generator=g)[:2] for _ in range(40)])  # (40, 2)
+    for capacity in range(0, 41, 3):
+        keep = capacity_keep_mask(index, 5, capacity)
+        used, expected = [0] * 5, torch.zeros(40, 2, dtype=torch.bool)
+        for slot in range(2):  # GShard: all first choices, then all second choices
+            for token in range(40):
+                expert = int(index[token, slot])
+                if used[expert] < capacity:
+                    used[expert] += 1
+                    expected[token, slot] = True
+        assert torch.equal(keep, expected), capacity
+    assert capacity_keep_mask(index, 5, expert_capacity(40, 5, 2, 5 / 2)).all()
+
+
+def test_block_with_a_capacity_drops_assignments_and_keeps_the_rest():
+    block = SparseMoeBlock(HIDDEN, 8, num_experts=4, top_k=2)
+    block.reset_parameters(std=0.5)
+    x = torch.randn(2, 10, HIDDEN, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = block(x)
+        block.capacity_factor = 0.5  # ceil(0.5 * 10 * 2 / 4) = 3 slots per expert
+        dropped = block(x)
+    keep = block.kept.view(2, 10, 2)
+    assert block.kept.shape == (20, 2) and 0 < (~keep).sum() < 20
+    for b in range(2):
+        _, weights, index = block.route(x[b])
+        assert torch.equal(keep[b], capacity_keep_mask(index, 4, 3))
+        for t in range(10):  # each token: only its kept experts, with their weights
+            expected = sum(
+                weights[t, j]
+                * expert_mlp(
+                    x[b, t],
+                    *(
+                        p[index[t, j]]
+                        for p in (block.experts.gate_up_proj, block.experts.down_proj)
+                    ),
+                )
+                for j in range(2)
+                if keep[b, t, j]
+            )
+            torch.testing.assert_close(dropped[b, t], expected + torch.zeros(HIDDEN))
+    block.capacity_factor = 2.0  # = num_experts / top_k: nothing is dropped
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), full)
+    assert block.kept.all()
+
+
+# --------------------------------------------------------------------------------------
+# Router z-loss (ST-MoE): against transformers' Switch Transformers function
+# --------------------------------------------------------------------------------------
+def test_router_z_loss_matches_transformers():
+    from transformers.models.switch_transformers.modeling_switch_transformers import (
+        router_z_loss_func,
+    )
+
+    logits = 3 * torch.randn(2, 7, 6, generator=torch.Generator().manual_seed(0))
+    expected = router_z_loss_func(logits)  # (groups, tokens, experts), all rows pooled
+    torch.testing.assert_close(router_z_loss([logits.reshape(-1, 6)]), expected)
+    torch.testing.assert_close(router_z_loss(list(logits)), expected)  # one per layer
+    # by hand: the mean of the squared log-normaliser
+    z = torch.log(torch.exp(logits).sum(-1))
+    torch.testing.assert_close(router_z_loss([logits.reshape(-1, 6)]), (z**2).mean())
+
+
+def test_router_z_loss_at_zero_logits_and_under_a_shift():
+    zeros = torch.zeros(5, 8)
+    torch.testing.assert_close(router_z_loss([zeros]), torch.tensor(math.log(8) ** 2))
+    logits = torch.randn(5, 8)
+    shifted = logits + 4.0  # the same softmax, a larger z-loss
+    torch.testing.assert_close(logits.softmax(-1), shifted.softmax(-1))
+    assert router_z_loss([shifted]) > router_z_loss([logits])
+    with pytest.raises(ValueError, match="empty"):
+        router_z_loss([])

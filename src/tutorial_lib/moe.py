@@ -15,6 +15,12 @@ Read this file top to bottom:
 5. ``load_balancing_loss`` - the auxiliary loss that keeps the router from using few experts
 6. ``upcycle``             - turn a dense model into an MoE whose experts start as its MLPs
 7. ``router_choices``      - which experts each layer picks for each token of a text
+8. ``noisy_top_k_gating``  - Shazeer et al.'s router with trainable noise, to spread the load
+9. ``expert_capacity``, ``capacity_keep_mask`` - a fixed number of slots per expert; the
+   tokens past it are dropped (GShard, Switch Transformer)
+10. ``router_z_loss``      - ST-MoE's penalty on large router logits
+
+Expert parallelism (experts on several processes) is in ``tutorial_lib.expert_parallel``.
 
 The weights are laid out as transformers 5 stores them (``mlp.gate.weight``,
 ``mlp.experts.gate_up_proj`` (experts, 2 * intermediate, hidden) with the gate rows first,
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import torch
@@ -38,9 +45,13 @@ __all__ = [
     "MoeExperts",
     "SharedExpert",
     "SparseMoeBlock",
+    "capacity_keep_mask",
+    "expert_capacity",
     "expert_mlp",
     "load_balancing_loss",
+    "noisy_top_k_gating",
     "router_choices",
+    "router_z_loss",
     "upcycle",
 ]
 
@@ -152,6 +163,12 @@ class SparseMoeBlock(nn.Module):
     After each call, ``router_logits`` holds the router's scores, (batch * seq, num_experts),
     for the load-balancing loss or for looking at the routing.
 
+    Setting ``capacity_factor`` (None by default: no limit) gives every expert
+    ``expert_capacity(seq, num_experts, top_k, capacity_factor)`` slots per sequence; the
+    token-to-expert assignments past them are dropped (``capacity_keep_mask``): no expert
+    computes them, and a token whose assignments are all dropped gets a zero output, so only
+    the residual connection carries it on. ``kept`` then holds the mask, (batch * seq, top_k).
+
     Example::
 
         block = SparseMoeBlock(hidden_size=64, intermediate_size=128, num_experts=8, top_k=2)
@@ -193,6 +210,8 @@ class SparseMoeBlock(nn.Module):
             self.shared_expert = SharedExpert(hidden_size, shared_expert_intermediate_size)
             self.shared_expert_gate = nn.Linear(hidden_size, 1, bias=False)
         self.router_logits: torch.Tensor | None = None
+        self.capacity_factor: float | None = None  # None: every assignment is computed
+        self.kept: torch.Tensor | None = None  # with a capacity: which assignments ran
         self.reset_parameters()
 
     def reset_parameters(self, std: float = 0.02) -> None:
@@ -223,6 +242,17 @@ class SparseMoeBlock(nn.Module):
         # Routing is per token: the batch and sequence axes become one list of tokens.
         tokens = hidden_states.reshape(-1, hidden)  # (batch * seq, hidden)
         self.router_logits, top_k_weights, top_k_index = self.route(tokens)
+        if self.capacity_factor is not None:
+            # Each sequence is one group: its experts get `capacity` slots each.
+            capacity = expert_capacity(seq, self.num_experts, self.top_k, self.capacity_factor)
+            self.kept = torch.cat(
+                [
+                    capacity_keep_mask(index, self.num_experts, capacity)
+                    for index in top_k_index.view(batch, seq, self.top_k)
+                ]
+            )  # (batch * seq, top_k)
+            # A dropped assignment points at no expert (-1): nothing computes it.
+            top_k_index = top_k_index.masked_fill(~self.kept, -1)
         output = self.experts(tokens, top_k_index, top_k_weights)  # (batch * seq, hidden)
         if self.shared_expert is not None:
             # Qwen2-MoE: every token also goes through the shared expert, scaled by a gate.
@@ -391,3 +421,129 @@ def router_choices(
         _, weights, experts = block.route(inputs[block][0])
         choices.append((experts, weights))
     return choices
+
+
+# --------------------------------------------------------------------------------------
+# 8. Noisy top-k gating (Shazeer et al., 2017)
+# --------------------------------------------------------------------------------------
+def noisy_top_k_gating(
+    router_logits: torch.Tensor,
+    noise_logits: torch.Tensor,
+    top_k: int,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The sparsely-gated MoE layer's router: top-k of the logits plus trainable noise.
+
+    Shazeer et al. (2017), equations 3 to 5, with ``router_logits = x W_g`` and
+    ``noise_logits = x W_noise`` (a second linear layer, trained with the router)::
+
+        H(x)_i = (x W_g)_i + StandardNormal() * softplus((x W_noise)_i)
+        G(x)   = softmax(KeepTopK(H(x), k))  # the others set to -inf: weight 0
+
+    The noise lets a token try experts its router does not rank first, so the load spreads
+    while the router is undecided; the router learns how much noise each expert gets. The
+    paper initialises ``W_g`` and ``W_noise`` to zero: at first every token goes to ``k``
+    random experts. Add the noise while training only.
+
+    Args:
+        router_logits: (tokens, num_experts), ``x W_g``.
+        noise_logits: (tokens, num_experts), ``x W_noise``: ``softplus`` of it is the noise's
+            standard deviation per token and expert.
+        top_k: how many experts each token goes to.
+        noise: (tokens, num_experts) standard-normal draws; drawn with ``generator`` if None.
+        generator: the random generator for ``noise``.
+
+    Returns:
+        noisy_logits: (tokens, num_experts), ``H(x)``.
+        top_k_weights: (tokens, top_k), the softmax over the kept noisy logits (sums to one).
+        top_k_index: (tokens, top_k), the chosen experts, largest noisy logit first.
+    """
+    if router_logits.shape != noise_logits.shape or router_logits.dim() != 2:
+        raise ValueError(
+            "router_logits and noise_logits must have one shape (tokens, num_experts), got "
+            f"{tuple(router_logits.shape)} and {tuple(noise_logits.shape)}"
+        )
+    num_experts = router_logits.shape[-1]
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_experts:
+        raise ValueError(f"top_k={top_k!r} must be an int between 1 and {num_experts}")
+    if noise is None:
+        noise = torch.randn(router_logits.shape, generator=generator, dtype=router_logits.dtype).to(
+            router_logits.device
+        )
+    noisy_logits = router_logits + noise * F.softplus(noise_logits)  # (tokens, num_experts)
+    top_logits, top_k_index = torch.topk(noisy_logits, top_k, dim=-1)  # (tokens, top_k)
+    # Softmax over the kept logits = softmax over all with the others at -inf.
+    return noisy_logits, F.softmax(top_logits.float(), dim=-1), top_k_index
+
+
+# --------------------------------------------------------------------------------------
+# 9. Expert capacity and dropped tokens (GShard, Switch Transformer)
+# --------------------------------------------------------------------------------------
+def expert_capacity(num_tokens: int, num_experts: int, top_k: int, capacity_factor: float) -> int:
+    """Slots per expert for a group of ``num_tokens`` tokens: ``ceil(factor * T * k / E)``.
+
+    ``T * k / E`` is each expert's share if the load were perfectly even; the capacity factor
+    leaves room above it (Switch Transformer: 1.0 to 1.25 in training, 2.0 in evaluation).
+    At ``capacity_factor >= num_experts / top_k`` the capacity reaches ``num_tokens``, more
+    than any expert can receive (a token picks an expert once), so nothing is dropped.
+    """
+    for name, value in (("num_tokens", num_tokens), ("num_experts", num_experts), ("top_k", top_k)):
+        _check_positive_int(name, value)
+    if isinstance(capacity_factor, bool) or not capacity_factor > 0:
+        raise ValueError(f"capacity_factor={capacity_factor!r} must be a number > 0")
+    return math.ceil(capacity_factor * num_tokens * top_k / num_experts)
+
+
+def capacity_keep_mask(top_k_index: torch.Tensor, num_experts: int, capacity: int) -> torch.Tensor:
+    """Which token-to-expert assignments fit in their expert's ``capacity`` slots.
+
+    The slots are filled in GShard's order: every token's first choice, in token order, then
+    every token's second choice, and so on; an expert takes assignments until its slots are
+    full and drops the rest. With ``top_k = 1`` this is the Switch Transformer's router
+    (transformers' ``SwitchTransformersTop1Router`` with ``expert_capacity``).
+
+    Args:
+        top_k_index: (tokens, top_k), the chosen experts of one group, most probable first.
+        num_experts: how many experts there are.
+        capacity: slots per expert (``expert_capacity``).
+
+    Returns:
+        (tokens, top_k) bool: True where the assignment is kept, False where it is dropped.
+    """
+    if top_k_index.dim() != 2:
+        raise ValueError(
+            f"top_k_index must have shape (tokens, top_k), got {tuple(top_k_index.shape)}"
+        )
+    _check_positive_int("num_experts", num_experts)
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
+        raise ValueError(f"capacity={capacity!r} must be an int >= 0")
+    tokens, top_k = top_k_index.shape
+    in_order = top_k_index.T.reshape(-1)  # (top_k * tokens,): all first choices, then all second
+    one_hot = F.one_hot(in_order, num_experts)  # (top_k * tokens, num_experts)
+    # Each assignment's place in its expert's queue: 1 for the first to arrive, 2, 3, ...
+    place = (one_hot.cumsum(dim=0) * one_hot).sum(dim=-1)  # (top_k * tokens,)
+    return (place <= capacity).view(top_k, tokens).T  # (tokens, top_k)
+
+
+# --------------------------------------------------------------------------------------
+# 10. The router z-loss (ST-MoE)
+# --------------------------------------------------------------------------------------
+def router_z_loss(router_logits: Sequence[torch.Tensor]) -> torch.Tensor:
+    """ST-MoE's z-loss: the mean over tokens of ``logsumexp(router logits)**2``.
+
+    Large router logits make the softmax in float32/bfloat16 round badly and training
+    unstable; this penalty (ST-MoE: coefficient 0.001) keeps them small without changing
+    which expert wins (adding a constant to a token's logits changes its z, not its softmax).
+    It is ``(log num_experts)**2`` for all-zero logits. Rows of all layers are pooled, as
+    transformers' Switch Transformers model concatenates its layers before
+    ``router_z_loss_func``.
+
+    Args:
+        router_logits: one (tokens, num_experts) tensor per MoE layer.
+    """
+    if len(router_logits) == 0:
+        raise ValueError("router_logits is empty: give one (tokens, num_experts) tensor per layer")
+    logits = torch.cat(list(router_logits), dim=0).float()  # (layers * tokens, num_experts)
+    log_z = torch.logsumexp(logits, dim=-1)  # (rows,): log of the softmax's normaliser
+    return (log_z**2).mean()
