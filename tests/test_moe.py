@@ -372,9 +372,11 @@ def test_expert_capacity_formula():
     assert expert_capacity(64, 8, 2, 1.25) == 20
     assert expert_capacity(10, 4, 1, 1.0) == 3  # ceil(2.5)
     assert expert_capacity(64, 8, 2, 4.0) == 64  # factor E / k: every token fits
-    for bad in (0, -1.0, True):
+    for bad in (0, -1.0):
         with pytest.raises(ValueError, match="capacity_factor"):
             expert_capacity(64, 8, 2, bad)
+    with pytest.raises(TypeError, match="capacity_factor"):  # a bool is not a number here
+        expert_capacity(64, 8, 2, True)
 
 
 @pytest.mark.parametrize("capacity", [1, 3, 6])

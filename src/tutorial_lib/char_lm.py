@@ -17,8 +17,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file
 from torch import nn
 
+from . import assets
 from .phi3 import Phi3Config, Phi3ForCausalLM
 
 __all__ = [
@@ -41,9 +44,8 @@ def lee_corpus() -> tuple[str, str]:
     Returns:
         (train_text, held_out_text): the first 270 and the last 30 articles, one per line.
     """
-    from . import assets  # the corpus comes from gensim's test data, fetched once
 
-    path = assets.fetch("gensim-corpora") / "lee_background.cor"
+    path = assets.fetch(assets.GENSIM_CORPORA) / "lee_background.cor"
     articles = path.read_text(encoding="utf-8").splitlines()  # one article per line
     n_train = int((1 - HELD_OUT_SHARE) * len(articles))
     return "\n".join(articles[:n_train]), "\n".join(articles[n_train:])
@@ -137,9 +139,6 @@ def load_tiny_char_model(
         its character vocabulary, and the training record (command, steps, losses, seconds)
         stored in the file's metadata.
     """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     with safe_open(str(path), framework="pt") as f:
         metadata = dict(f.metadata())
     sizes = json.loads(metadata["config"])

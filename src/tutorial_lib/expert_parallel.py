@@ -34,6 +34,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from .moe import SharedExpert, SparseMoeBlock, expert_mlp
+from .validation import check_int
 
 __all__ = ["expert_parallel_moe"]
 
@@ -163,9 +164,8 @@ def expert_parallel_moe(
             f"hidden_states is on device {hidden_states.device}; expert_parallel_moe runs CPU "
             "processes over the gloo backend: pass a CPU tensor (x.cpu())"
         )
-    if isinstance(world_size, bool) or not isinstance(world_size, int):
-        raise TypeError(f"world_size must be an int, got {type(world_size).__name__}")
-    if world_size < 1 or block.num_experts % world_size:
+    check_int("world_size", world_size, minimum=1)
+    if block.num_experts % world_size:
         raise ValueError(
             f"world_size={world_size} must be >= 1 and divide num_experts={block.num_experts}: "
             "every process holds the same number of experts"

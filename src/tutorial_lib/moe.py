@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .validation import check_int
+from .validation import check_int, check_number
 
 __all__ = [
     "MoeExperts",
@@ -465,8 +465,7 @@ def noisy_top_k_gating(
             f"{tuple(router_logits.shape)} and {tuple(noise_logits.shape)}"
         )
     num_experts = router_logits.shape[-1]
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= num_experts:
-        raise ValueError(f"top_k={top_k!r} must be an int between 1 and {num_experts}")
+    check_int("top_k", top_k, minimum=1, maximum=num_experts)
     if noise is None:
         noise = torch.randn(router_logits.shape, generator=generator, dtype=router_logits.dtype).to(
             router_logits.device
@@ -489,9 +488,8 @@ def expert_capacity(num_tokens: int, num_experts: int, top_k: int, capacity_fact
     than any expert can receive (a token picks an expert once), so nothing is dropped.
     """
     for name, value in (("num_tokens", num_tokens), ("num_experts", num_experts), ("top_k", top_k)):
-        _check_positive_int(name, value)
-    if isinstance(capacity_factor, bool) or not capacity_factor > 0:
-        raise ValueError(f"capacity_factor={capacity_factor!r} must be a number > 0")
+        check_int(name, value, minimum=1)
+    check_number("capacity_factor", capacity_factor, minimum=0, exclusive_minimum=True)
     return math.ceil(capacity_factor * num_tokens * top_k / num_experts)
 
 
@@ -515,9 +513,8 @@ def capacity_keep_mask(top_k_index: torch.Tensor, num_experts: int, capacity: in
         raise ValueError(
             f"top_k_index must have shape (tokens, top_k), got {tuple(top_k_index.shape)}"
         )
-    _check_positive_int("num_experts", num_experts)
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0:
-        raise ValueError(f"capacity={capacity!r} must be an int >= 0")
+    check_int("num_experts", num_experts, minimum=1)
+    check_int("capacity", capacity, minimum=0)
     tokens, top_k = top_k_index.shape
     in_order = top_k_index.T.reshape(-1)  # (top_k * tokens,): all first choices, then all second
     one_hot = F.one_hot(in_order, num_experts)  # (top_k * tokens, num_experts)
