@@ -472,7 +472,9 @@ def check_inputs_change_the_chart(page, name: str) -> list[str]:
     return errors
 
 
-def expected_sampling(spec: dict, prompt: str, temperature: float, top_k: int, top_p: float):
+def expected_sampling(
+    spec: dict, prompt: str, temperature: float, top_k: int, top_p: float, min_p: float = 0.0
+):
     """Python's answer for the sampling explorer: ``process_logits`` on the page's logits.
 
     The page holds the rounded logits as integers (value x s) with a count each; expanded,
@@ -491,7 +493,8 @@ def expected_sampling(spec: dict, prompt: str, temperature: float, top_k: int, t
     if temperature == 0:  # greedy
         probs = torch.zeros_like(logits).index_fill(0, logits.argmax(), 1.0)
     else:
-        probs = process_logits(logits[None], temperature, top_k or None, top_p)[0].softmax(-1)
+        settings = dict(temperature=temperature, top_k=top_k or None, top_p=top_p, min_p=min_p)
+        probs = process_logits(logits[None], **settings)[0].softmax(-1)
     listed = probs[:n_listed]  # the listed tokens come first in the expanded vector
     shown = sorted(listed.tolist() + [1 - listed.sum().item()])
     kept = probs[probs > 0]
@@ -511,12 +514,17 @@ def check_sampling_explorer(page, page_name: str) -> list[str]:
     spec = control_spec(page_name, name)
     root = page.locator(f"#control-{name}")
     prompts = [r["prompt"] for r in data_rows(spec, "prompt")]
-    settings = [(prompts[0], 0.8, 50, 0.9), (prompts[1], 1.5, 0, 0.6), (prompts[2], 0, 5, 0.5)]
-    for prompt, temperature, top_k, top_p in settings:
+    settings = [
+        (prompts[0], 0.8, 50, 0.9, 0.0),
+        (prompts[1], 1.5, 0, 0.6, 0.0),
+        (prompts[2], 0, 5, 0.5, 0.0),
+        (prompts[0], 1.2, 0, 1.0, 0.1),  # min-p alone
+    ]
+    for prompt, temperature, top_k, top_p, min_p in settings:
         root.locator("select[name=prompt]").select_option(prompt)
-        for key, value in (("T", temperature), ("K", top_k), ("P", top_p)):
+        for key, value in (("T", temperature), ("K", top_k), ("P", top_p), ("M", min_p)):
             _set_range(root, key, value)
-        want, entropy, n_kept = expected_sampling(spec, prompt, temperature, top_k, top_p)
+        want, entropy, n_kept = expected_sampling(spec, prompt, temperature, top_k, top_p, min_p)
         _poll(  # until the bars show Python's answer (or 5 s: then the check reports it)
             page,
             lambda want=want: _close(
@@ -527,13 +535,14 @@ def check_sampling_explorer(page, page_name: str) -> list[str]:
         shown = sorted(float(t) for t in _texts(root, "g[class*=probabilities] text"))
         top = ", ".join(f"{v:.4f}" for v in sorted(shown, reverse=True)[:3])
         print(
-            f"  {name} {prompt!r} T={temperature} top-k={top_k} top-p={top_p}: "
+            f"  {name} {prompt!r} T={temperature} top-k={top_k} top-p={top_p} "
+            f"min-p={min_p}: "
             f"page: {readout}; largest bars {top} | Python: entropy {entropy:.3f}, "
             f"{n_kept:,} tokens"
         )
         if not _close(shown, want):
             errors.append(
-                f"{name} {prompt!r} T={temperature} k={top_k} p={top_p}: "
+                f"{name} {prompt!r} T={temperature} k={top_k} p={top_p} min-p={min_p}: "
                 f"page {shown[-3:]} != Python {want[-3:]}"
             )
         if f"entropy {entropy:.3f} nats" not in readout:

@@ -66,7 +66,9 @@ def test_sampling_explorer_carries_the_grouped_logits():
     (row,) = spec["data"]["values"] if "values" in spec["data"] else spec["datasets"].popitem()[1]
     assert row["u"] == groups.top_units + groups.tail_units
     assert sum(row["c"]) == 300 and row["t"] == labels
-    assert {p["name"] for p in spec["params"]} == {"prompt", "T", "K", "P"}
+    assert {p["name"] for p in spec["params"]} == {"prompt", "T", "K", "P", "M"}
+    # Min-p (M) drops a token whose weight w (its probability over the top one's) is < M.
+    assert any("datum.w < M" in str(t.get("calculate")) for t in spec["transform"])
     with pytest.raises(ValueError, match="labels"):
         sampling_explorer({"a prompt": (groups, labels[:-1])})
 

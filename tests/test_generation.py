@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 from transformers import (
+    MinPLogitsWarper,
     NoRepeatNGramLogitsProcessor,
     RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
@@ -26,6 +27,7 @@ from tutorial_lib.generation import (
     decode_step,
     generate,
     group_logits,
+    min_p_filter,
     prefill,
     process_logits,
     sample_next_token,
@@ -115,14 +117,62 @@ def test_top_p_equals_transformers(kind, top_p):
 
 
 @pytest.mark.parametrize("kind", ["continuous", "ties"])
+@pytest.mark.parametrize("min_p", [0.0, 0.01, 0.1, 0.3, 0.9, 1.0])
+def test_min_p_equals_transformers(kind, min_p):
+    logits = random_logits(kind)
+    got = min_p_filter(logits, min_p)
+    expected = MinPLogitsWarper(min_p)(None, logits.clone())
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+    # Kept: exactly the tokens at least min_p times as likely as the most likely one.
+    probs = logits.softmax(-1)
+    assert torch.equal(got.isfinite(), probs >= min_p * probs.amax(-1, keepdim=True))
+    assert torch.equal(got.max(-1).values, logits.max(-1).values)  # the top token stays
+
+
+def test_min_p_threshold_follows_the_models_confidence():
+    # The same min_p keeps few tokens of a peaked distribution and many of a flat one.
+    peaked = torch.tensor([[8.0, 2.0, 1.9, 1.8, 1.0, 0.0]])
+    flat = torch.tensor([[1.0, 0.9, 0.8, 0.7, 0.5, -3.0]])
+    assert int(min_p_filter(peaked, 0.1).isfinite().sum()) == 1
+    assert int(min_p_filter(flat, 0.1).isfinite().sum()) == 5
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties"])
 def test_chained_processors_equal_transformers_order(kind):
-    # transformers' generate applies temperature, then top-k, then top-p.
+    # transformers' generate applies temperature, then top-k, then top-p, then min-p.
     logits = random_logits(kind)
     expected = logits.clone()
-    for warper in (TemperatureLogitsWarper(0.7), TopKLogitsWarper(12), TopPLogitsWarper(0.8)):
+    warpers = (
+        TemperatureLogitsWarper(0.7),
+        TopKLogitsWarper(12),
+        TopPLogitsWarper(0.8),
+        MinPLogitsWarper(0.05),
+    )
+    for warper in warpers:
         expected = warper(None, expected)
-    got = process_logits(logits, temperature=0.7, top_k=12, top_p=0.8)
+    got = process_logits(logits, temperature=0.7, top_k=12, top_p=0.8, min_p=0.05)
     torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
+def test_min_p_sampling_equals_transformers_generate(hf_pair):
+    # Seeded min-p sampling draws the same tokens as transformers' generate(min_p=...):
+    # both filter the same logits, then both call torch.multinomial on the same generator
+    # state (transformers draws from the global one).
+    hf, ours = hf_pair
+    ids = prompt(batch=2, seq=6, seed=5)
+    torch.manual_seed(11)
+    expected = hf.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=12,
+        do_sample=True,
+        temperature=1.5,
+        top_k=0,
+        top_p=1.0,
+        min_p=0.2,
+    )
+    got = generate(ours, ids, 12, temperature=1.5, min_p=0.2, generator=torch.manual_seed(11))
+    assert got.tolist() == expected.tolist()
 
 
 def test_temperature_zero_is_greedy(model):
@@ -374,6 +424,13 @@ def test_decode_step_needs_a_cache(model):
             dict(temperature=1.0, top_k=2.5),
             r"top_k=2\.5 must be an integer >= 1, got float \(or None",
         ),
+        (dict(temperature=1.0, min_p=-0.1), r"min_p=-0\.1 must be a number in \[0, 1\]"),
+        (dict(temperature=1.0, min_p=1.5), r"min_p=1\.5 must be a number in \[0, 1\]"),
+        (dict(temperature=1.0, min_p=math.nan), r"min_p=nan must be a number in \[0, 1\]"),
+        (
+            dict(temperature=1.0, min_p="low"),
+            r"min_p='low' must be a number in \[0, 1\] .*, got str",
+        ),
         (dict(max_new_tokens=0), r"max_new_tokens=0 must be an integer >= 1"),
     ],
 )
@@ -392,6 +449,7 @@ def test_bad_sampling_settings_raise(model, kwargs, message):
         (apply_temperature, (-1.0,)),
         (top_k_filter, (0,)),
         (top_p_filter, (1.01,)),
+        (min_p_filter, (-0.5,)),
         (process_logits, (1.0, None, 0.0)),
         (sample_next_token, (-2.0,)),
     ],
@@ -452,7 +510,7 @@ def test_attention_mask_of_wrong_shape_raises(model):
 # --------------------------------------------------------------------------------------
 # group_logits: the sampling explorer's data
 # --------------------------------------------------------------------------------------
-def grouped_distribution(groups, temperature, top_k, top_p):
+def grouped_distribution(groups, temperature, top_k, top_p, min_p=0.0):
     """The explorer's arithmetic on the grouped logits, in Python (float64).
 
     One row per listed token (count 1) and per group of other tokens (count n). Returns
@@ -494,6 +552,9 @@ def grouped_distribution(groups, temperature, top_k, top_p):
             kept.append(0 if seen[v] <= removed_of_value[v] or pv == 0 else 1)
         else:  # a group holds all tokens of its value
             kept.append(0 if pv == 0 else n - removed_of_value[v])
+    # Min-p, last: a row stays if its tokens are at least min_p times as likely as the top
+    # one (w is that ratio); a row is one value, so it stays or goes whole.
+    kept = [k if w >= min_p else 0 for k, w in zip(kept, weight, strict=True)]
     z = sum(k * pv for k, pv in zip(kept, p, strict=True))
     return [(pv / z if k else 0.0, k) for pv, k in zip(p, kept, strict=True)]
 
@@ -524,13 +585,15 @@ def test_group_logits_lists_the_top_tokens_and_counts_the_rest():
 @pytest.mark.parametrize("temperature", [0.0, 0.3, 1.0, 2.0])
 @pytest.mark.parametrize("top_k", [None, 1, 12, 300])
 @pytest.mark.parametrize("top_p", [1.0, 0.95, 0.6, 0.2])
-def test_grouped_arithmetic_equals_process_logits(temperature, top_k, top_p):
+@pytest.mark.parametrize("min_p", [0.0, 0.05, 0.2])
+def test_grouped_arithmetic_equals_process_logits(temperature, top_k, top_p, min_p):
     groups = group_logits(explorer_logits(), n_top=10, decimals=1)
-    rows = grouped_distribution(groups, temperature, top_k, top_p)
+    rows = grouped_distribution(groups, temperature, top_k, top_p, min_p)
     if temperature == 0:
         expected = torch.zeros(2000).index_fill(0, groups.rounded.argmax(), 1.0)
     else:
-        expected = process_logits(groups.rounded[None], temperature, top_k, top_p)[0].softmax(-1)
+        settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
+        expected = process_logits(groups.rounded[None], **settings)[0].softmax(-1)
     # The listed tokens one by one (tied ones compared as a sorted list)...
     listed = torch.tensor([q for q, _ in rows[: len(groups.top_ids)]], dtype=torch.float64)
     torch.testing.assert_close(

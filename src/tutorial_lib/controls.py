@@ -134,14 +134,16 @@ def sampling_explorer(
     temperature: float = 0.8,
     top_k: int = 50,
     top_p: float = 0.9,
+    min_p: float = 0.0,
 ) -> alt.VConcatChart:
-    """Next-token probabilities after temperature, top-k and top-p, for a few prompts.
+    """Next-token probabilities after temperature, top-k, top-p and min-p, for a few prompts.
 
     ``distributions`` maps each prompt to its ``generation.group_logits`` result and the labels
     of its listed tokens. The arithmetic of ``generation.process_logits`` runs in the browser
     on the grouped logits: temperature (0 = greedy), then top-k (0 = off; ties with the k-th
     logit stay), then top-p (the least likely tokens dropped while their mass stays
-    <= 1 - p, counted token by token inside a group of tied values). Bars show the listed
+    <= 1 - p, counted token by token inside a group of tied values), then min-p (0 = off;
+    tokens less than min-p times as likely as the most likely one dropped). Bars show the listed
     tokens and one bar for all other tokens; kept tokens are coloured; a tick marks each
     token's probability at T = 1 without filters; a line above reads the entropy.
     """
@@ -169,6 +171,7 @@ def sampling_explorer(
     )
     k = alt.param(name="K", value=top_k, bind=_SLIDER(min=0, max=100, step=1, name="top-k "))
     p = alt.param(name="P", value=top_p, bind=_SLIDER(min=0.05, max=1, step=0.05, name="top-p "))
+    m = alt.param(name="M", value=min_p, bind=_SLIDER(min=0, max=0.5, step=0.01, name="min-p "))
     desc = [alt.SortField("logit", order="descending")]
     readout = (
         alt.Chart()
@@ -263,9 +266,11 @@ def sampling_explorer(
         )
         .transform_calculate(r="datum.greater == 0 ? min(datum.r0, datum.tie - 1) : datum.r0")
         .transform_window(idx="row_number()", groupby=["logit"], sort=[alt.SortField("t")])
+        # Min-p, last: a token stays when it is at least M times as likely as the most likely
+        # one, that is when its weight w (its probability over the top one's) is >= M.
         .transform_calculate(
-            kept="datum.pk == 0 ? 0 : (datum.t != null ? (datum.idx > datum.r ? 1 : 0) "
-            ": datum.c - datum.r)"
+            kept="datum.pk == 0 || datum.w < M ? 0 : (datum.t != null ? "
+            "(datum.idx > datum.r ? 1 : 0) : datum.c - datum.r)"
         )
         .transform_calculate(fm="datum.kept * datum.pk")
         .transform_joinaggregate(z="sum(fm)")
@@ -276,10 +281,10 @@ def sampling_explorer(
         )
         .transform_calculate(h="datum.q > 0 ? -datum.kept * datum.q * log(datum.q) : 0")
         .transform_joinaggregate(H="sum(h)", n_kept="sum(kept)")
-        .add_params(prompt, temp, k, p)
+        .add_params(prompt, temp, k, p, m)
         .properties(
             description="the model's next-token probabilities for a few prompts after "
-            "temperature, top-k and top-p, with the entropy of what is left."
+            "temperature, top-k, top-p and min-p, with the entropy of what is left."
         )
     )
 

@@ -6,9 +6,10 @@ append it, repeat. How the token is picked is the decoding strategy:
 - greedy (``temperature=0``): always the most likely token; the same text every time;
 - temperature: divide the logits by T before the softmax; T < 1 sharpens, T > 1 flattens;
 - top-k: sample only among the k most likely tokens;
-- top-p (nucleus): sample only among the most likely tokens whose probabilities add up to p.
+- top-p (nucleus): sample only among the most likely tokens whose probabilities add up to p;
+- min-p: sample only among the tokens at least ``min_p`` times as likely as the most likely one.
 
-The filters run in the order of transformers' ``generate``: temperature, top-k, top-p.
+The filters run in the order of transformers' ``generate``: temperature, top-k, top-p, min-p.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "decode_step",
     "generate",
     "group_logits",
+    "min_p_filter",
     "prefill",
     "process_logits",
     "sample_next_token",
@@ -51,12 +53,15 @@ __all__ = [
 # --------------------------------------------------------------------------------------
 # Logits processors: (batch, vocab) logits in, (batch, vocab) logits out
 # --------------------------------------------------------------------------------------
-def _check_sampling(temperature: float, top_k: int | None, top_p: float) -> None:
+def _check_sampling(
+    temperature: float, top_k: int | None, top_p: float, min_p: float = 0.0
+) -> None:
     check_number("temperature", temperature, minimum=0, hint="(0 means greedy)")
     check_optional_int("top_k", top_k, minimum=1, none_means="no limit")
     check_number(
         "top_p", top_p, minimum=0, maximum=1, exclusive_minimum=True, hint="(1 means no limit)"
     )
+    check_number("min_p", min_p, minimum=0, maximum=1, hint="(0 means no limit)")
 
 
 def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -95,17 +100,38 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.masked_fill(remove, float("-inf"))
 
 
+def min_p_filter(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    """Keep the tokens whose probability is at least ``min_p`` times the most likely one's.
+
+    The threshold moves with the model's confidence: when the top token has p = 0.9 and
+    ``min_p=0.1``, only tokens with p >= 0.09 stay; when it has p = 0.05, every token with
+    p >= 0.005 does. The most likely token always stays. Computed as transformers'
+    ``MinPLogitsWarper`` does (Nguyen et al., 2024, "Turning Up the Heat: Min-p Sampling").
+    """
+    _check_sampling(1.0, None, 1.0, min_p)
+    probs = logits.softmax(dim=-1)  # (batch, vocab)
+    threshold = min_p * probs.amax(dim=-1, keepdim=True)  # (batch, 1)
+    return logits.masked_fill(probs < threshold, float("-inf"))
+
+
 def process_logits(
-    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+    *,
+    min_p: float = 0.0,
 ) -> torch.Tensor:
-    """Temperature, then top-k, then top-p: the logits that sampling draws from."""
-    _check_sampling(temperature, top_k, top_p)
+    """Temperature, then top-k, then top-p, then min-p: the logits that sampling draws from."""
+    _check_sampling(temperature, top_k, top_p, min_p)
     if temperature != 1.0:
         logits = apply_temperature(logits, temperature)
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     if top_p < 1.0:
         logits = top_p_filter(logits, top_p)
+    if min_p > 0.0:
+        logits = min_p_filter(logits, min_p)
     return logits
 
 
@@ -115,12 +141,15 @@ def sample_next_token(
     top_k: int | None = None,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    *,
+    min_p: float = 0.0,
 ) -> torch.Tensor:
     """One token per row of ``logits`` (batch, vocab): greedy at temperature 0, else sampled."""
-    _check_sampling(temperature, top_k, top_p)
+    _check_sampling(temperature, top_k, top_p, min_p)
     if temperature == 0:
         return logits.argmax(dim=-1)  # (batch,)
-    probs = process_logits(logits.float(), temperature, top_k, top_p).softmax(dim=-1)
+    probs = process_logits(logits.float(), temperature, top_k, top_p, min_p=min_p)
+    probs = probs.softmax(dim=-1)  # (batch, vocab)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(1)  # (batch,)
 
 
@@ -224,6 +253,7 @@ def stream(
     temperature: float = 0.0,
     top_k: int | None = None,
     top_p: float = 1.0,
+    min_p: float = 0.0,
     use_cache: bool = True,
     attention_mask: torch.Tensor | None = None,
     eos_token_id: int | list[int] | str | None = MODEL_EOS,
@@ -234,7 +264,7 @@ def stream(
 
     Arguments as for ``generate``. The arguments are checked at once, before the first token.
     """
-    _check_sampling(temperature, top_k, top_p)
+    _check_sampling(temperature, top_k, top_p, min_p)
     _check_prompt(model, input_ids, max_new_tokens, attention_mask)
     eos_ids = _end_tokens(model, eos_token_id)
     if logits_processor is not None and not callable(logits_processor):
@@ -242,7 +272,9 @@ def stream(
             f"logits_processor must be None or a callable (input_ids, logits) -> logits, "
             f"got {type(logits_processor).__name__}"
         )
-    sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p, generator=generator)
+    sampling = dict(
+        temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p, generator=generator
+    )
     return _generate_tokens(
         model,
         input_ids,
@@ -404,6 +436,7 @@ def generate(
     temperature: float = 0.0,
     top_k: int | None = None,
     top_p: float = 1.0,
+    min_p: float = 0.0,
     use_cache: bool = True,
     attention_mask: torch.Tensor | None = None,
     eos_token_id: int | list[int] | str | None = MODEL_EOS,
@@ -419,6 +452,8 @@ def generate(
         temperature: 0 for greedy decoding, else the sampling temperature.
         top_k: sample only among the ``top_k`` most likely tokens (None: all).
         top_p: sample only among the most likely tokens holding probability ``top_p`` (1: all).
+        min_p: sample only among tokens at least ``min_p`` times as likely as the most
+            likely one (0: all).
         use_cache: reuse keys and values of earlier tokens (KV cache) instead of recomputing.
         attention_mask: (batch, seq), 1 for tokens and 0 for padding.
         eos_token_id: token id(s) that end a sequence; later positions get the pad token.
@@ -439,6 +474,7 @@ def generate(
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
+        min_p=min_p,
         use_cache=use_cache,
         attention_mask=attention_mask,
         eos_token_id=eos_token_id,
