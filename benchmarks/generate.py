@@ -345,7 +345,7 @@ def print_profiles(model_dir, formats: list[str], dtypes: dict, input_ids: torch
     for fmt in formats:
         model = from_pretrained(model_dir, device="cpu", dtype=dtypes[fmt])
         if fmt in ("int8", "int4"):
-            quantize_weights(model, 8 if fmt == "int8" else 4)
+            quantize_weights(model, fmt)
         prof = profile_decode(model, input_ids, 64)
         cells = [
             f"{prof.ms[k]:.2f}" + (f" ({prof.gb_per_s(k):.1f} GB/s)" if k in KINDS[:2] else "")

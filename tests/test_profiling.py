@@ -54,7 +54,7 @@ def test_bytes_read_are_the_weights_and_the_cache():
 
 
 def test_quantized_weights_are_counted_in_their_format():
-    model = quantize_weights(tiny_model(torch.bfloat16), 8)
+    model = quantize_weights(tiny_model(torch.bfloat16), "int8")
     prof = profile_decode(model, PROMPT, n_tokens=2)
     # int8 codes (1 byte each) plus one bf16 scale per output row.
     assert prof.bytes_read["LM head"] == VOCAB * HIDDEN + VOCAB * 2

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .cache import KVCache
 from .generation import decode_step, prefill
-from .phi3 import KVCache, Phi3Attention, Phi3ForCausalLM, Phi3MLP, Phi3RMSNorm
+from .phi3 import Phi3Attention, Phi3ForCausalLM, Phi3MLP, Phi3RMSNorm
 from .validation import check_int
 
 __all__ = ["KINDS", "DecodeProfile", "profile_decode"]
