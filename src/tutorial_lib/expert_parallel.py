@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import copy
 import datetime
-import socket
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from .moe import SharedExpert, SparseMoeBlock, expert_mlp
+from .ring_attention import free_port
 from .validation import check_int
 
 __all__ = ["expert_parallel_moe"]
@@ -109,13 +109,6 @@ def _expert_parallel_worker(
         sent[rank].copy_(send_counts)
     finally:
         dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    """A TCP port that is free right now, for the processes to meet at."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def expert_parallel_moe(
@@ -200,7 +193,7 @@ def expert_parallel_moe(
         _expert_parallel_worker,
         args=(
             world_size,
-            _free_port(),
+            free_port(),
             router,
             shared,
             gate_up_slices,

@@ -41,7 +41,7 @@ import torch.multiprocessing as mp
 from .attention import causal_mask
 from .validation import check_int
 
-__all__ = ["ring_attention"]
+__all__ = ["free_port", "ring_attention"]
 
 
 def _attend_block(
@@ -127,7 +127,7 @@ def _ring_worker(
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A TCP port that is free right now, for the processes to meet at."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -220,7 +220,7 @@ def ring_attention(
     output_blocks = [torch.empty_like(b) for b in query_blocks]  # filled by the processes
     mp.spawn(
         _ring_worker,
-        args=(world_size, _free_port(), query_blocks, key_value_blocks, output_blocks, causal),
+        args=(world_size, free_port(), query_blocks, key_value_blocks, output_blocks, causal),
         nprocs=world_size,
         join=True,
     )
