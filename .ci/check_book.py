@@ -449,9 +449,11 @@ def check_inputs_change_the_chart(page, name: str) -> list[str]:
         key = slider.get_attribute("name")
         before = _svg(root)
         low, high = slider.get_attribute("min"), slider.get_attribute("max")
-        _set_range(root, key, high if slider.input_value() != high else low)
+        start = slider.input_value()
+        _set_range(root, key, high if start != high else low)
         if not _changed(page, root, before):
             errors.append(f"{name}: moving the slider {key!r} changed nothing")
+        _set_range(root, key, start)  # back: each slider is tried from the control's defaults
     for select in root.locator("select").all():
         before = _svg(root)
         options = select.locator("option").evaluate_all("options => options.map(o => o.value)")
