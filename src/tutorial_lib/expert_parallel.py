@@ -26,14 +26,13 @@ References: Lepikhin et al., "GShard" (2020); Fedus, Zoph and Shazeer, "Switch T
 from __future__ import annotations
 
 import copy
-import datetime
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from .moe import SharedExpert, SparseMoeBlock, expert_mlp
-from .ring_attention import free_port
+from .ring_attention import free_port, join_process_group
 from .validation import check_int
 
 __all__ = ["expert_parallel_moe"]
@@ -58,14 +57,7 @@ def _expert_parallel_worker(
     it. A process reads only its own token chunk and expert slice, and writes only its own
     output chunk and its row of ``sent``.
     """
-    torch.set_num_threads(1)  # world_size processes already share the CPU cores
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world_size,
-        timeout=datetime.timedelta(seconds=120),
-    )
+    join_process_group(rank, world_size, port)
     try:
         tokens = token_chunks[rank]  # (n, hidden): this process's tokens
         gate_up, down = gate_up_slices[rank], down_slices[rank]  # this process's experts

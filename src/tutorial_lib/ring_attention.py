@@ -41,7 +41,7 @@ import torch.multiprocessing as mp
 from .attention import causal_mask
 from .validation import check_int
 
-__all__ = ["free_port", "ring_attention"]
+__all__ = ["free_port", "join_process_group", "ring_attention"]
 
 
 def _attend_block(
@@ -85,14 +85,7 @@ def _ring_worker(
     The blocks arrive through shared memory; a process reads only its own input block and
     writes only its own output block.
     """
-    torch.set_num_threads(1)  # world_size processes already share the CPU cores
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world_size,
-        timeout=datetime.timedelta(seconds=120),
-    )
+    join_process_group(rank, world_size, port)
     try:
         send_to, receive_from = (rank + 1) % world_size, (rank - 1) % world_size
         query = query_blocks[rank]  # (batch, heads, block, head_dim): stays here throughout
@@ -125,6 +118,21 @@ def _ring_worker(
         output_blocks[rank].copy_(out)
     finally:
         dist.destroy_process_group()
+
+
+def join_process_group(rank: int, world_size: int, port: int) -> None:
+    """Join the gloo process group of ``world_size`` CPU processes meeting at ``port``.
+
+    Each process uses one thread: the processes already share the CPU cores.
+    """
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world_size,
+        timeout=datetime.timedelta(seconds=120),
+    )
 
 
 def free_port() -> int:
